@@ -1,0 +1,188 @@
+//! Operator endpoints: liveness, readiness, Prometheus metrics, and (later)
+//! the bearer-protected `/admin` API.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+
+use crate::kafka::BrokerHealth;
+
+/// What a stage reports about itself for `/readyz` and the admin API.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StageState {
+    /// Joining its consumer group and loading plugins.
+    Starting,
+    /// Consuming and processing.
+    Running,
+    /// Retrying a batch the chain or sink could not finish (e.g. the
+    /// database is down); consumption paused, nothing committed.
+    Retrying,
+    /// Stopped after an error it cannot recover from.
+    Failed,
+}
+
+/// The shared board where stages post their state.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard {
+    stages: Arc<RwLock<BTreeMap<String, (StageState, String)>>>,
+}
+
+impl StatusBoard {
+    /// Record a stage's state with a human-readable detail.
+    pub fn set(&self, stage: &str, state: StageState, detail: impl Into<String>) {
+        if let Ok(mut stages) = self.stages.write() {
+            stages.insert(stage.to_string(), (state, detail.into()));
+        }
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, (StageState, String)> {
+        self.stages.read().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// State behind the operator endpoints.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Broker reachability.
+    pub health: BrokerHealth,
+    /// Reads topics for `/admin/topics/{topic}/tail`.
+    pub tail: Option<Arc<crate::kafka::Tail>>,
+    /// Bearer token for `/admin`; `None` leaves `/admin` closed.
+    pub token: Option<String>,
+    /// Stage states.
+    pub board: StatusBoard,
+    /// Renders `/metrics`; absent when another recorder is installed.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// `/healthz`, `/readyz` and `/metrics`.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/topics/{topic}/tail", get(tail))
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+struct StageReport {
+    state: StageState,
+    detail: String,
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    broker: &'static str,
+    stages: BTreeMap<String, StageReport>,
+}
+
+async fn readyz(State(state): State<AdminState>) -> Response {
+    let broker_ok = state.health.is_reachable();
+    let stages: BTreeMap<String, StageReport> = state
+        .board
+        .snapshot()
+        .into_iter()
+        .map(|(name, (state, detail))| (name, StageReport { state, detail }))
+        .collect();
+    let stages_ok = stages
+        .values()
+        .all(|s| matches!(s.state, StageState::Running | StageState::Starting));
+    let ready = broker_ok && stages_ok;
+    let body = Readiness {
+        ready,
+        broker: if broker_ok {
+            "reachable"
+        } else {
+            "unreachable"
+        },
+        stages,
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics recorder not installed").into_response(),
+    }
+}
+
+fn authorized(state: &AdminState, headers: &axum::http::HeaderMap) -> Result<(), Response> {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (&state.token, presented) {
+        (None, _) => Err((
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": "admin_disabled", "message": "set [admin] token to enable /admin"})),
+        )
+            .into_response()),
+        (Some(token), Some(given)) if token.as_bytes() == given.trim().as_bytes() => Ok(()),
+        _ => Err((
+            StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(serde_json::json!({"error": "unauthorized", "message": "send `Authorization: Bearer TOKEN`"})),
+        )
+            .into_response()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TailQuery {
+    #[serde(default = "default_tail_limit")]
+    limit: usize,
+}
+
+fn default_tail_limit() -> usize {
+    10
+}
+
+async fn tail(
+    State(state): State<AdminState>,
+    axum::extract::Path(topic): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<TailQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Err(response) = authorized(&state, &headers) {
+        return response;
+    }
+    let Some(reader) = state.tail.clone() else {
+        return (StatusCode::NOT_FOUND, "topic reading not available").into_response();
+    };
+    let limit = query.limit.clamp(1, 1000);
+    match tokio::task::spawn_blocking(move || reader.last(&topic, limit)).await {
+        Ok(Ok(records)) => axum::Json(records).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"error": "tail_failed", "message": format!("{e:#}")})),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}

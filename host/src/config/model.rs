@@ -1,0 +1,451 @@
+//! The typed configuration and the checks that need only the file itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Diagnostics, Source};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// Directory of `.avsc` files that stages decode records with (every
+    /// ingest route's schema is known too), relative to the config file.
+    #[serde(default)]
+    pub schemas: Option<Spanned<PathBuf>>,
+    /// Kafka connection and client settings.
+    pub kafka: KafkaConfig,
+    /// HTTP ingest; absent means this host runs no ingest.
+    #[serde(default)]
+    pub ingest: Option<IngestConfig>,
+    /// Plugin directory and default sandbox limits.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// Processing stages, run in this host.
+    #[serde(default, rename = "stage")]
+    pub stages: Vec<StageConfig>,
+    /// Sink targets (databases, directories), granted to stages by name.
+    #[serde(default)]
+    pub connections: BTreeMap<String, ConnectionConfig>,
+    /// Admin API settings.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Logging settings.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[kafka]`: where the brokers are and how to talk to them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaConfig {
+    /// `"embedded"` for the in-process broker, or `host:port[,host:port...]`.
+    pub brokers: Spanned<String>,
+    /// Extra librdkafka settings passed through unchanged to every client
+    /// (for example `"security.protocol" = "SASL_SSL"`).
+    #[serde(default)]
+    pub client: BTreeMap<String, toml::Value>,
+    /// Partitions for topics Sluice creates (always on the embedded broker;
+    /// on a real one only with `create_topics = true`).
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Create missing topics at start-up on a real broker.
+    #[serde(default)]
+    pub create_topics: bool,
+}
+
+fn default_partitions() -> i32 {
+    3
+}
+
+impl KafkaConfig {
+    /// True when `brokers = "embedded"`.
+    pub fn is_embedded(&self) -> bool {
+        self.brokers.get_ref().trim() == "embedded"
+    }
+
+    /// Client settings as strings, the form librdkafka takes.
+    pub fn client_settings(&self) -> Vec<(String, String)> {
+        self.client
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), value)
+            })
+            .collect()
+    }
+}
+
+/// When ingest answers `202`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AckMode {
+    /// After the broker acknowledged every record (`acks=all`). The default.
+    #[default]
+    Broker,
+    /// As soon as records are queued in the producer: faster, but events
+    /// queued when the host dies are lost. Opt-in only.
+    Queued,
+}
+
+/// `[ingest]`: the HTTP API that producers POST events to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IngestConfig {
+    /// Listen address, e.g. `127.0.0.1:8080`.
+    pub listen: Spanned<String>,
+    /// When to answer 202; see [`AckMode`].
+    #[serde(default)]
+    pub ack: AckMode,
+    /// Largest accepted request body in bytes (413 above it).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Events accepted but not yet acknowledged by the broker, across all
+    /// requests; beyond it ingest answers 503 with `Retry-After`.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// How long to wait for the broker's acknowledgement before answering
+    /// 503 (sets librdkafka's `message.timeout.ms` for the ingest producer).
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// Seconds suggested in `Retry-After` on 503.
+    #[serde(default = "default_retry_after")]
+    pub retry_after_secs: u64,
+    /// Accept the valid events of a batch that also has invalid ones.
+    #[serde(default)]
+    pub partial: bool,
+    /// API keys accepted in `Authorization: Bearer KEY` or `X-Api-Key`;
+    /// empty means no authentication. `${VAR}` reads the environment.
+    #[serde(default)]
+    pub api_keys: Vec<Spanned<String>>,
+    /// Routes from event type to topic and schema; first match wins.
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteConfig>,
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_in_flight() -> usize {
+    100_000
+}
+fn default_ack_timeout_ms() -> u64 {
+    5_000
+}
+fn default_retry_after() -> u64 {
+    1
+}
+
+/// `[[ingest.route]]`: where events of one type go.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RouteConfig {
+    /// Event type this route takes (the schema's `type_field`), or `"*"`.
+    #[serde(default = "default_event_type")]
+    pub event_type: String,
+    /// Kafka topic the events are produced to.
+    pub topic: Spanned<String>,
+    /// Avro schema file (`.avsc`), relative to the config file.
+    pub schema: Spanned<PathBuf>,
+    /// Field used as the Kafka key, so one entity's events keep their order.
+    #[serde(default = "default_key_field")]
+    pub key_field: String,
+    /// Field holding the event type.
+    #[serde(default = "default_type_field")]
+    pub type_field: String,
+}
+
+fn default_event_type() -> String {
+    "*".into()
+}
+fn default_key_field() -> String {
+    "entity_id".into()
+}
+fn default_type_field() -> String {
+    "type".into()
+}
+
+/// `[plugins]`: where components come from and the default sandbox.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PluginsConfig {
+    /// Directory holding `NAME.wasm` components, relative to the config file.
+    #[serde(default = "default_plugin_dir")]
+    pub dir: Spanned<PathBuf>,
+    /// Directory for precompiled components; defaults to
+    /// `$XDG_CACHE_HOME/sluice/components` or `~/.cache/sluice/components`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Default limits for every plugin call.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: Spanned::new(0..0, default_plugin_dir_path()),
+            cache_dir: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+fn default_plugin_dir_path() -> PathBuf {
+    PathBuf::from("plugins")
+}
+
+fn default_plugin_dir() -> Spanned<PathBuf> {
+    Spanned::new(0..0, default_plugin_dir_path())
+}
+
+/// Sandbox limits for plugin calls.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock bound for one call (a whole batch), in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Linear memory cap per plugin instance, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout_ms: default_timeout_ms(),
+            memory_mb: default_memory_mb(),
+        }
+    }
+}
+
+fn default_timeout_ms() -> u64 {
+    2_000
+}
+fn default_memory_mb() -> u64 {
+    64
+}
+
+/// `[[stage]]`: a consumer group running a plugin chain.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StageConfig {
+    /// Stage name, unique in the file; used in metrics and headers.
+    pub name: Spanned<String>,
+    /// Topic consumed.
+    pub input: Spanned<String>,
+    /// Consumer group; defaults to `sluice-<name>`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Transform plugins, in order.
+    #[serde(default)]
+    pub chain: Vec<Spanned<String>>,
+    /// Topic for the chain's output.
+    #[serde(default)]
+    pub output: Option<Spanned<String>>,
+    /// Sink plugin that writes the chain's output (instead of `output`).
+    #[serde(default)]
+    pub sink: Option<Spanned<String>>,
+    /// Topic for events that failed; defaults to `<input>.dlq`.
+    #[serde(default)]
+    pub dead_letter: Option<String>,
+    /// Largest batch handed to the chain.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest wait to fill a batch, in milliseconds.
+    #[serde(default = "default_batch_wait_ms")]
+    pub batch_wait_ms: u64,
+    /// Attempts on a fresh instance after a plugin trap, before dead-lettering.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Per-plugin configuration tables, by plugin name, passed to `init`.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+    /// Limits overriding `[plugins.limits]` for this stage.
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    /// Names of `[connections.NAME]` this stage's sink may use.
+    #[serde(default)]
+    pub connections: Vec<Spanned<String>>,
+}
+
+fn default_batch_size() -> usize {
+    500
+}
+fn default_batch_wait_ms() -> u64 {
+    100
+}
+fn default_retries() -> u32 {
+    2
+}
+
+impl StageConfig {
+    /// The consumer group this stage joins.
+    pub fn group_id(&self) -> String {
+        self.group
+            .clone()
+            .unwrap_or_else(|| format!("sluice-{}", self.name.get_ref()))
+    }
+
+    /// The dead-letter topic.
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.input.get_ref()))
+    }
+}
+
+/// `[connections.NAME]`: a sink target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConnectionConfig {
+    /// A PostgreSQL database.
+    Postgres {
+        /// `postgres://...` URL; `${VAR}` reads the environment.
+        url: String,
+        /// Pool size.
+        #[serde(default = "default_pool_size")]
+        pool_size: usize,
+    },
+    /// A directory for file sinks.
+    Directory {
+        /// Path, relative to the config file.
+        path: PathBuf,
+    },
+}
+
+fn default_pool_size() -> usize {
+    4
+}
+
+/// `[admin]`: the admin API (plugin versions, stage status).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AdminConfig {
+    /// Listen address for `/healthz`, `/readyz`, `/metrics` and `/admin`
+    /// when the host runs no ingest (with ingest they share its listener).
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    /// Bearer token; `${VAR}` reads the environment. Unset disables `/admin`.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// `[log]`: log format and filter.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LogConfig {
+    /// `RUST_LOG`-style filter; the `SLUICE_LOG` variable overrides it.
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+/// Checks that need only the configuration text.
+pub(super) fn check(config: &Config, source: &Source<'_>, problems: &mut Diagnostics) {
+    let brokers = config.kafka.brokers.get_ref().trim();
+    if brokers.is_empty() {
+        problems.push(source.spanned(
+            &config.kafka.brokers,
+            "kafka.brokers",
+            "must be \"embedded\" or a comma-separated host:port list".into(),
+        ));
+    }
+    if config.kafka.partitions < 1 {
+        problems.push(source.at(None, "kafka.partitions", "must be at least 1".into()));
+    }
+    if let Some(ingest) = &config.ingest {
+        check_ingest(ingest, source, problems);
+    }
+    if let Some(listen) = &config.admin.listen {
+        if listen.get_ref().parse::<SocketAddr>().is_err() {
+            problems.push(source.spanned(
+                listen,
+                "admin.listen",
+                format!(
+                    "`{}` is not a listen address like 127.0.0.1:9090",
+                    listen.get_ref()
+                ),
+            ));
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, stage) in config.stages.iter().enumerate() {
+        let key = format!("stage[{i}]");
+        if !names.insert(stage.name.get_ref().clone()) {
+            problems.push(source.spanned(
+                &stage.name,
+                &format!("{key}.name"),
+                format!("duplicate stage name `{}`", stage.name.get_ref()),
+            ));
+        }
+        match (&stage.output, &stage.sink) {
+            (None, None) => problems.push(source.spanned(
+                &stage.name,
+                &key,
+                "a stage needs `output` (a topic) or `sink` (a sink plugin)".into(),
+            )),
+            (Some(output), Some(_)) => problems.push(source.spanned(
+                output,
+                &format!("{key}.output"),
+                "set either `output` or `sink`, not both".into(),
+            )),
+            _ => {}
+        }
+        if stage.batch_size == 0 {
+            problems.push(source.spanned(
+                &stage.name,
+                &format!("{key}.batch_size"),
+                "must be at least 1".into(),
+            ));
+        }
+        for granted in &stage.connections {
+            if !config.connections.contains_key(granted.get_ref()) {
+                problems.push(source.spanned(
+                    granted,
+                    &format!("{key}.connections"),
+                    format!("no `[connections.{}]` is defined", granted.get_ref()),
+                ));
+            }
+        }
+    }
+}
+
+fn check_ingest(ingest: &IngestConfig, source: &Source<'_>, problems: &mut Diagnostics) {
+    if ingest.listen.get_ref().parse::<SocketAddr>().is_err() {
+        problems.push(source.spanned(
+            &ingest.listen,
+            "ingest.listen",
+            format!(
+                "`{}` is not a listen address like 127.0.0.1:8080",
+                ingest.listen.get_ref()
+            ),
+        ));
+    }
+    if ingest.routes.is_empty() {
+        problems.push(source.spanned(
+            &ingest.listen,
+            "ingest.route",
+            "ingest needs at least one [[ingest.route]]".into(),
+        ));
+    }
+    for (i, route) in ingest.routes.iter().enumerate() {
+        if route.topic.get_ref().trim().is_empty() {
+            problems.push(source.spanned(
+                &route.topic,
+                &format!("ingest.route[{i}].topic"),
+                "must not be empty".into(),
+            ));
+        }
+    }
+    for key in &ingest.api_keys {
+        if let Err(e) = super::interpolate_env(key.get_ref()) {
+            problems.push(source.spanned(key, "ingest.api_keys", e));
+        }
+    }
+    if ingest.max_in_flight == 0 {
+        problems.push(source.spanned(
+            &ingest.listen,
+            "ingest.max_in_flight",
+            "must be at least 1".into(),
+        ));
+    }
+}

@@ -1,0 +1,105 @@
+use super::*;
+use std::path::Path;
+
+fn parse(text: &str) -> Result<LoadedConfig, Diagnostics> {
+    parse_str(text, Path::new("sluice.toml"))
+}
+
+const GOOD: &str = r#"
+[kafka]
+brokers = "embedded"
+
+[ingest]
+listen = "127.0.0.1:8080"
+
+[[ingest.route]]
+topic = "telemetry.events"
+schema = "telemetry_event.avsc"
+"#;
+
+#[test]
+fn a_good_config_parses_with_defaults() {
+    let loaded = parse(GOOD).expect("valid");
+    let ingest = loaded.config.ingest.expect("ingest");
+    assert_eq!(ingest.ack, AckMode::Broker);
+    assert_eq!(ingest.max_body_bytes, 1024 * 1024);
+    assert_eq!(ingest.routes[0].event_type, "*");
+    assert_eq!(ingest.routes[0].key_field, "entity_id");
+    assert!(loaded.config.kafka.is_embedded());
+}
+
+#[test]
+fn every_unknown_key_is_reported_with_its_line() {
+    let text = GOOD
+        .replace("listen =", "lisen = \"x\"\nlisten =")
+        .replace("[kafka]", "[kafka]\nbrokrs = 1");
+    let problems = parse(&text).expect_err("unknown keys");
+    let rendered = problems.to_string();
+    assert!(
+        rendered.contains("sluice.toml:3:1: key `kafka.brokrs`: unknown key"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("sluice.toml:7:1: key `ingest.lisen`: unknown key"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn semantic_problems_are_all_reported_together() {
+    let text = GOOD
+        .replace("127.0.0.1:8080", "localhost:eighty")
+        .replace("[kafka]", "[kafka]\ncolour = \"blue\"");
+    let problems = parse(&text).expect_err("two problems").0;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(
+        (problems[0].key.as_str(), problems[0].line),
+        ("kafka.colour", 3)
+    );
+    assert_eq!(
+        (problems[1].key.as_str(), problems[1].line),
+        ("ingest.listen", 7)
+    );
+}
+
+#[test]
+fn type_errors_name_the_key_and_line() {
+    let text = GOOD.replace("[ingest]", "[ingest]\nmax_body_bytes = \"big\"");
+    let problems = parse(&text).expect_err("type error").0;
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].line, 6, "{problems:?}");
+    assert!(problems[0].key.contains("max_body_bytes"), "{problems:?}");
+}
+
+#[test]
+fn syntax_errors_have_a_position() {
+    let problems = parse("[kafka\nbrokers = 1").expect_err("syntax").0;
+    assert_eq!(problems[0].line, 1);
+}
+
+#[test]
+fn stage_checks() {
+    let text = format!(
+        "{GOOD}\n[[stage]]\nname = \"a\"\ninput = \"in\"\nconnections = [\"pg\"]\n\n[[stage]]\nname = \"a\"\ninput = \"in\"\noutput = \"out\"\n"
+    );
+    let rendered = parse(&text).expect_err("stage problems").to_string();
+    assert!(rendered.contains("needs `output`"), "{rendered}");
+    assert!(rendered.contains("no `[connections.pg]`"), "{rendered}");
+    assert!(rendered.contains("duplicate stage name `a`"), "{rendered}");
+}
+
+#[test]
+fn env_interpolation() {
+    // SAFETY: tests in this module do not read this variable concurrently.
+    unsafe { std::env::set_var("SLUICE_TEST_SECRET", "s3cret") };
+    assert_eq!(
+        interpolate_env("key-${SLUICE_TEST_SECRET}").unwrap(),
+        "key-s3cret"
+    );
+    assert_eq!(interpolate_env("$${LITERAL}").unwrap(), "${LITERAL}");
+    assert!(
+        interpolate_env("${SLUICE_TEST_UNSET_VAR}")
+            .unwrap_err()
+            .contains("not set")
+    );
+}

@@ -1,0 +1,131 @@
+//! Every way ingest can say no, and the JSON body each answer carries.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// One rejected event of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    /// Position of the event in the request (0-based; for NDJSON, the
+    /// position among non-empty lines).
+    pub index: usize,
+    /// Dotted path of the failing field; empty when the event as a whole is
+    /// unreadable.
+    pub field: String,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+/// An ingest failure, rendered as an HTTP status and a JSON body.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: one or more events are invalid; nothing was written.
+    Invalid {
+        /// Summary sentence.
+        message: String,
+        /// Each rejected event.
+        rejected: Vec<Rejected>,
+    },
+    /// 401: the API key is missing or wrong.
+    Unauthorized,
+    /// 413: the body exceeds `max_body_bytes`.
+    TooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// 415: the content type is not one ingest reads.
+    UnsupportedMediaType {
+        /// What the request said.
+        got: String,
+        /// What the route accepts.
+        accepted: &'static [&'static str],
+    },
+    /// 503: the broker did not take the events; try again after
+    /// `retry_after` seconds.
+    Unavailable {
+        /// Why.
+        message: String,
+        /// Seconds for `Retry-After`.
+        retry_after: u64,
+    },
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<&'a [Rejected]>,
+    accepted: usize,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match &self {
+            ApiError::Invalid { message, .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_event", message.clone())
+            }
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or unknown API key: send `Authorization: Bearer KEY` or `X-Api-Key: KEY`"
+                    .into(),
+            ),
+            ApiError::TooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body exceeds the limit of {limit} bytes; split the batch"),
+            ),
+            ApiError::UnsupportedMediaType { got, accepted } => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "content type `{got}` is not accepted here; use one of: {}",
+                    accepted.join(", ")
+                ),
+            ),
+            ApiError::Unavailable { message, .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                message.clone(),
+            ),
+        };
+        let (field, reason, rejected) = match &self {
+            ApiError::Invalid { rejected, .. } if rejected.len() == 1 => (
+                Some(rejected[0].field.as_str()),
+                Some(rejected[0].reason.as_str()),
+                Some(rejected.as_slice()),
+            ),
+            ApiError::Invalid { rejected, .. } => (None, None, Some(rejected.as_slice())),
+            _ => (None, None, None),
+        };
+        let body = Body {
+            error: code,
+            message,
+            field,
+            reason,
+            rejected,
+            accepted: 0,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        match self {
+            ApiError::Unavailable { retry_after, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
+            ApiError::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,459 @@
+//! HTTP ingest: `POST /v1/events` and `POST /v1/events/batch`.
+//!
+//! A request is authenticated, its body read within `max_body_bytes`, every
+//! event validated against its route's Avro schema, and only then produced.
+//! With the default `ack = "broker"` the answer is `202` once the broker
+//! acknowledged every record (idempotent producer, `acks=all`); a batch with
+//! an invalid event writes nothing unless `partial = true`.
+
+mod decode;
+mod errors;
+
+pub use errors::{ApiError, Rejected};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::future::join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value as Json;
+use tokio::sync::Semaphore;
+
+use crate::config::{AckMode, IngestConfig, LoadedConfig, interpolate_env};
+use crate::kafka::BrokerHealth;
+use crate::schema::{LoadedSchema, SchemaSet};
+
+/// One `[[ingest.route]]`, resolved.
+#[derive(Debug)]
+struct Route {
+    event_type: String,
+    topic: String,
+    schema: Arc<LoadedSchema>,
+    key_field: String,
+    type_field: String,
+}
+
+/// An event that passed validation, ready to produce.
+struct Prepared {
+    route: usize,
+    key: Option<String>,
+    payload: Vec<u8>,
+}
+
+/// Shared state of the ingest routes.
+pub struct Ingest {
+    routes: Vec<Route>,
+    schemas: SchemaSet,
+    producer: FutureProducer,
+    health: BrokerHealth,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+    ack: AckMode,
+    partial: bool,
+    retry_after: u64,
+    max_body_bytes: usize,
+    api_keys: Vec<String>,
+    accepting: AtomicBool,
+}
+
+impl Ingest {
+    /// Build ingest from the configuration: loads the route schemas and
+    /// resolves API keys from the environment.
+    pub fn new(
+        loaded: &LoadedConfig,
+        config: &IngestConfig,
+        producer: FutureProducer,
+        health: BrokerHealth,
+    ) -> anyhow::Result<Self> {
+        let mut schemas = SchemaSet::default();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let path = loaded.resolve(route.schema.get_ref());
+            let schema = schemas
+                .load(&path)
+                .with_context(|| format!("route for event type `{}`", route.event_type))?;
+            routes.push(Route {
+                event_type: route.event_type.clone(),
+                topic: route.topic.get_ref().clone(),
+                schema,
+                key_field: route.key_field.clone(),
+                type_field: route.type_field.clone(),
+            });
+        }
+        let api_keys = config
+            .api_keys
+            .iter()
+            .map(|k| interpolate_env(k.get_ref()).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .context("ingest.api_keys")?;
+        Ok(Self {
+            routes,
+            schemas,
+            producer,
+            health,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            max_in_flight: config.max_in_flight,
+            ack: config.ack,
+            partial: config.partial,
+            retry_after: config.retry_after_secs,
+            max_body_bytes: config.max_body_bytes,
+            api_keys,
+            accepting: AtomicBool::new(true),
+        })
+    }
+
+    /// The ingest routes, ready to merge into the host's router.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/events", post(post_single))
+            .route("/v1/events/batch", post(post_batch))
+            .with_state(self)
+    }
+
+    /// Topics the routes produce to.
+    pub fn topics(&self) -> Vec<String> {
+        self.routes.iter().map(|r| r.topic.clone()).collect()
+    }
+
+    /// Stop accepting new events (graceful shutdown): requests get 503.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// The producer, to flush on shutdown.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.api_keys.is_empty() {
+            return Ok(());
+        }
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+        match presented {
+            Some(key)
+                if self
+                    .api_keys
+                    .iter()
+                    .any(|k| constant_time_eq(k.as_bytes(), key.trim().as_bytes())) =>
+            {
+                Ok(())
+            }
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let too_large = ApiError::TooLarge {
+            limit: self.max_body_bytes,
+        };
+        if declared.is_some_and(|n| n > self.max_body_bytes) {
+            return Err(too_large);
+        }
+        axum::body::to_bytes(body, self.max_body_bytes)
+            .await
+            .map_err(|_| too_large)
+    }
+
+    fn unavailable(&self, message: impl Into<String>) -> ApiError {
+        ApiError::Unavailable {
+            message: message.into(),
+            retry_after: self.retry_after,
+        }
+    }
+
+    /// Route, validate and encode one event.
+    fn prepare(&self, index: usize, event: &Json) -> Result<Prepared, Rejected> {
+        let reject = |field: &str, reason: String| Rejected {
+            index,
+            field: field.to_string(),
+            reason,
+        };
+        let object = event
+            .as_object()
+            .ok_or_else(|| reject("", "expected a JSON object".into()))?;
+        let (route_index, route) = self
+            .routes
+            .iter()
+            .enumerate()
+            .find(|(_, r)| {
+                r.event_type == "*"
+                    || object.get(&r.type_field).and_then(Json::as_str)
+                        == Some(r.event_type.as_str())
+            })
+            .ok_or_else(|| {
+                let field = &self.routes[0].type_field;
+                match object.get(field) {
+                    Some(t) => reject(field, format!("no ingest route takes event type {t}")),
+                    None => reject(field, "required field is missing".into()),
+                }
+            })?;
+        let payload = route
+            .schema
+            .encode_json(event)
+            .map_err(|e| reject(&e.field, e.reason))?;
+        let key = object.get(&route.key_field).map(|k| match k {
+            Json::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        Ok(Prepared {
+            route: route_index,
+            key,
+            payload,
+        })
+    }
+
+    /// Produce the events; `Ok` once the broker acknowledged them all (or,
+    /// with `ack = "queued"`, once they are queued).
+    async fn publish(&self, events: &[Prepared]) -> Result<usize, ApiError> {
+        let count = events.len();
+        if count == 0 {
+            return Ok(0);
+        }
+        if !self.accepting.load(Ordering::SeqCst) {
+            return Err(self.unavailable("sluice is shutting down; retry on another host"));
+        }
+        if !self.health.is_reachable() {
+            return Err(self.unavailable("the Kafka broker is unreachable; nothing was written"));
+        }
+        let permits = u32::try_from(count)
+            .ok()
+            .and_then(|n| self.in_flight.clone().try_acquire_many_owned(n).ok())
+            .ok_or_else(|| {
+                self.unavailable("too many events in flight to the broker; nothing was written")
+            })?;
+        self.report_in_flight();
+        let mut deliveries = Vec::with_capacity(count);
+        let mut enqueue_error = None;
+        for event in events {
+            let route = &self.routes[event.route];
+            let mut record = FutureRecord::to(&route.topic).payload(&event.payload);
+            if let Some(key) = &event.key {
+                record = record.key(key);
+            }
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((e, _)) => {
+                    enqueue_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = enqueue_error {
+            tracing::warn!(error = %e, "ingest producer refused a record");
+            self.settle_later(deliveries, permits);
+            return Err(self.unavailable(format!(
+                "the producer queue refused the events ({e}); retry"
+            )));
+        }
+        if self.ack == AckMode::Queued {
+            self.settle_later(deliveries, permits);
+            return Ok(count);
+        }
+        let results = join_all(deliveries).await;
+        drop(permits);
+        self.report_in_flight();
+        let mut failure = None;
+        for result in results {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => failure = Some(e),
+                Err(_) => failure = Some(KafkaError::Canceled),
+            }
+        }
+        match failure {
+            None => Ok(count),
+            Some(e) => {
+                if is_broker_unreachable(&e) {
+                    self.health.mark_unreachable();
+                }
+                tracing::warn!(error = %e, "broker did not acknowledge ingest records");
+                Err(self.unavailable(format!(
+                    "the broker did not acknowledge every event ({e}); retry the request"
+                )))
+            }
+        }
+    }
+
+    /// Wait for deliveries in the background, then release their permits.
+    fn settle_later(
+        &self,
+        deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+        permits: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let in_flight = self.in_flight.clone();
+        let max = self.max_in_flight;
+        tokio::spawn(async move {
+            for result in join_all(deliveries).await {
+                if let Ok(Err((e, _))) = result {
+                    tracing::error!(error = %e, "queued ingest record was not delivered");
+                }
+            }
+            drop(permits);
+            crate::metrics::ingest_in_flight(max - in_flight.available_permits());
+        });
+    }
+
+    fn report_in_flight(&self) {
+        crate::metrics::ingest_in_flight(self.max_in_flight - self.in_flight.available_permits());
+    }
+
+    fn count(&self, events: &[Prepared], status: &'static str) {
+        for (i, route) in self.routes.iter().enumerate() {
+            let n = events.iter().filter(|e| e.route == i).count();
+            if n > 0 {
+                crate::metrics::ingest_events(&route.topic, status, n);
+            }
+        }
+    }
+}
+
+fn is_broker_unreachable(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::RequestTimedOut
+        )
+    )
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(serde::Serialize)]
+struct Accepted {
+    accepted: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rejected: Vec<Rejected>,
+}
+
+fn accepted(accepted: usize, rejected: Vec<Rejected>) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(Accepted { accepted, rejected }),
+    )
+        .into_response()
+}
+
+fn finish(route: &'static str, started: Instant, result: Result<Response, ApiError>) -> Response {
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    crate::metrics::ingest_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn post_single(
+    State(ingest): State<Arc<Ingest>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let result = async {
+        ingest.authorize(&headers)?;
+        let format = decode::format(&headers, decode::SINGLE_TYPES)?;
+        let bytes = ingest.read_body(&headers, body).await?;
+        let invalid = |r: Rejected| ApiError::Invalid {
+            message: format!("invalid event: {}", describe(&r)),
+            rejected: vec![r],
+        };
+        let event = decode::single(format, &bytes, &ingest.schemas, &ingest.routes[0].schema)
+            .map_err(invalid)?;
+        let prepared = ingest.prepare(0, &event).map_err(invalid)?;
+        let n = ingest.publish_counted(vec![prepared]).await?;
+        Ok(accepted(n, Vec::new()))
+    }
+    .await;
+    finish("/v1/events", started, result)
+}
+
+async fn post_batch(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let result = async {
+        ingest.authorize(&headers)?;
+        let format = decode::format(&headers, decode::BATCH_TYPES)?;
+        let bytes = ingest.read_body(&headers, body).await?;
+        let parsed = decode::batch(format, &bytes).map_err(|r| ApiError::Invalid {
+            message: format!("unreadable batch: {}", r.reason),
+            rejected: vec![r],
+        })?;
+        let total = parsed.len();
+        let mut valid = Vec::with_capacity(total);
+        let mut rejected = Vec::new();
+        for (index, event) in parsed.into_iter().enumerate() {
+            match event.and_then(|json| ingest.prepare(index, &json)) {
+                Ok(prepared) => valid.push(prepared),
+                Err(r) => rejected.push(r),
+            }
+        }
+        if total == 0 {
+            return Err(ApiError::Invalid {
+                message: "the batch holds no events".into(),
+                rejected: Vec::new(),
+            });
+        }
+        if !rejected.is_empty() && !ingest.partial {
+            crate::metrics::ingest_events("", "rejected", total);
+            return Err(ApiError::Invalid {
+                message: format!(
+                    "{} of {total} events are invalid; nothing was written (first: {})",
+                    rejected.len(),
+                    describe(&rejected[0])
+                ),
+                rejected,
+            });
+        }
+        let n = ingest.publish_counted(valid).await?;
+        Ok(accepted(n, rejected))
+    }
+    .await;
+    finish("/v1/events/batch", started, result)
+}
+
+impl Ingest {
+    /// Publish and count the events by route and result.
+    async fn publish_counted(&self, events: Vec<Prepared>) -> Result<usize, ApiError> {
+        let result = self.publish(&events).await;
+        self.count(
+            &events,
+            if result.is_ok() {
+                "accepted"
+            } else {
+                "unavailable"
+            },
+        );
+        result
+    }
+}
+
+fn describe(r: &Rejected) -> String {
+    if r.field.is_empty() {
+        format!("event {}: {}", r.index, r.reason)
+    } else {
+        format!("event {}: field `{}`: {}", r.index, r.field, r.reason)
+    }
+}
+
+/// How long the ingest producer waits for the broker's acknowledgement.
+pub fn ack_timeout(config: &IngestConfig) -> Duration {
+    Duration::from_millis(config.ack_timeout_ms)
+}

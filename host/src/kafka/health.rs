@@ -1,0 +1,69 @@
+//! Broker reachability, watched in the background so requests can be
+//! refused fast (503) while the broker is down instead of waiting out the
+//! delivery timeout.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, Producer};
+
+/// Whether the broker answered the last metadata request.
+#[derive(Clone, Debug)]
+pub struct BrokerHealth {
+    reachable: Arc<AtomicBool>,
+}
+
+impl BrokerHealth {
+    /// Start watching: a metadata request every `interval`.
+    pub fn watch(producer: FutureProducer, interval: Duration) -> std::io::Result<Self> {
+        let health = Self {
+            reachable: Arc::new(AtomicBool::new(true)),
+        };
+        let flag = health.reachable.clone();
+        std::thread::Builder::new()
+            .name("sluice-broker-health".into())
+            .spawn(move || {
+                loop {
+                    let ok = producer
+                        .client()
+                        .fetch_metadata(None, interval.max(Duration::from_millis(500)))
+                        .map(|m| !m.brokers().is_empty())
+                        .unwrap_or(false);
+                    let was = flag.swap(ok, Ordering::SeqCst);
+                    if was != ok {
+                        if ok {
+                            tracing::info!("Kafka broker reachable again");
+                        } else {
+                            tracing::warn!("Kafka broker unreachable: ingest answers 503");
+                        }
+                    }
+                    if Arc::strong_count(&flag) == 1 {
+                        return;
+                    }
+                    std::thread::sleep(interval);
+                }
+            })?;
+        Ok(health)
+    }
+
+    /// A health that is always reachable (for tests of other parts).
+    pub fn always_up() -> Self {
+        Self {
+            reachable: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// True when the broker answered the last check.
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::SeqCst)
+    }
+
+    /// Record a delivery failure that shows the broker is unreachable; the
+    /// watcher flips it back once metadata requests succeed again.
+    pub fn mark_unreachable(&self) {
+        if self.reachable.swap(false, Ordering::SeqCst) {
+            tracing::warn!("Kafka delivery failed: marking broker unreachable");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Kafka: where the brokers are, how clients are configured, topic creation,
+//! the embedded in-process broker, and broker reachability.
+//!
+//! Every producer Sluice builds is idempotent with `acks=all`; every consumer
+//! disables auto-commit so offsets are committed only after a batch is done.
+
+mod embedded;
+mod health;
+mod tail;
+
+pub use embedded::EmbeddedBroker;
+pub use health::BrokerHealth;
+pub use tail::{Tail, TailRecord};
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::FromClientConfig;
+use rdkafka::producer::FutureProducer;
+
+use crate::config::KafkaConfig;
+
+/// A handle on the Kafka cluster this host talks to.
+pub struct Kafka {
+    bootstrap: String,
+    settings: Vec<(String, String)>,
+    partitions: i32,
+    embedded: Option<EmbeddedBroker>,
+}
+
+impl Kafka {
+    /// Connect to the configured brokers, starting the embedded broker when
+    /// `brokers = "embedded"`, and make sure `topics` exist where Sluice is
+    /// responsible for them (always on the embedded broker; on a real one
+    /// with `create_topics = true`).
+    pub async fn start(config: &KafkaConfig, topics: &[String]) -> anyhow::Result<Self> {
+        let settings = config.client_settings();
+        let (bootstrap, embedded) = if config.is_embedded() {
+            let broker = EmbeddedBroker::start().context("cannot start the embedded broker")?;
+            tracing::warn!(
+                bootstrap = broker.bootstrap_servers(),
+                "using the embedded in-process Kafka broker: data is kept in memory only and is \
+                 lost when sluice exits; set [kafka] brokers to a real cluster for anything durable"
+            );
+            (broker.bootstrap_servers().to_string(), Some(broker))
+        } else {
+            (config.brokers.get_ref().trim().to_string(), None)
+        };
+        let kafka = Self {
+            bootstrap,
+            settings,
+            partitions: config.partitions,
+            embedded,
+        };
+        if kafka.embedded.is_some() || config.create_topics {
+            kafka.ensure_topics(topics).await?;
+        }
+        Ok(kafka)
+    }
+
+    /// The `bootstrap.servers` list clients use.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// True when running on the in-memory embedded broker.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// Base client settings: bootstrap servers plus the operator's
+    /// pass-through `[kafka.client]` settings (which win).
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        for (key, value) in &self.settings {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// An idempotent producer (`enable.idempotence=true`, `acks=all`) whose
+    /// deliveries fail after `delivery_timeout` instead of retrying forever.
+    pub fn producer(&self, delivery_timeout: Duration) -> anyhow::Result<FutureProducer> {
+        let mut config = self.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "message.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            )
+            .set("linger.ms", setting_or(&self.settings, "linger.ms", "2"))
+            .set(
+                "queue.buffering.max.messages",
+                setting_or(&self.settings, "queue.buffering.max.messages", "1000000"),
+            )
+            .set(
+                "compression.type",
+                setting_or(&self.settings, "compression.type", "lz4"),
+            );
+        config.create().context("cannot create Kafka producer")
+    }
+
+    /// A consumer in `group` with auto-commit off: the caller commits after
+    /// processing. Starts from the earliest offset when the group has none.
+    pub fn group_consumer<C: FromClientConfig>(&self, group: &str) -> anyhow::Result<C> {
+        let mut config = self.client_config();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                setting_or(&self.settings, "auto.offset.reset", "earliest"),
+            )
+            .set(
+                "session.timeout.ms",
+                setting_or(&self.settings, "session.timeout.ms", "10000"),
+            )
+            .set(
+                "partition.assignment.strategy",
+                setting_or(
+                    &self.settings,
+                    "partition.assignment.strategy",
+                    "cooperative-sticky",
+                ),
+            );
+        config.create().context("cannot create Kafka consumer")
+    }
+
+    /// A consumer with no group, for manual partition assignment (replay).
+    pub fn reader(&self) -> anyhow::Result<rdkafka::consumer::BaseConsumer> {
+        let mut config = self.client_config();
+        config
+            .set("group.id", "sluice-reader-unused")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        config.create().context("cannot create Kafka reader")
+    }
+
+    /// Create the topics that do not exist yet, with the configured partition
+    /// count. On the embedded broker this uses its own API (its admin API
+    /// does not support CreateTopics).
+    pub async fn ensure_topics(&self, topics: &[String]) -> anyhow::Result<()> {
+        if let Some(broker) = &self.embedded {
+            for topic in topics {
+                broker.create_topic(topic, self.partitions)?;
+            }
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = self
+            .client_config()
+            .create()
+            .context("cannot create Kafka admin client")?;
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, self.partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .context("CreateTopics request failed")?;
+        for result in results {
+            match result {
+                Ok(topic) => tracing::info!(topic, "created topic"),
+                Err((topic, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    tracing::debug!(topic, "topic exists")
+                }
+                Err((topic, code)) => bail!("cannot create topic {topic}: {code}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn setting_or(settings: &[(String, String)], key: &str, default: &str) -> String {
+    settings
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| default.to_string())
+}

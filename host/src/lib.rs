@@ -1,0 +1,13 @@
+//! The Sluice host library: everything the `sluice` binary runs, split one
+//! module per concern so tests and benchmarks can use the parts directly.
+
+pub mod admin;
+pub mod config;
+pub mod ingest;
+pub mod kafka;
+pub mod metrics;
+pub mod run;
+pub mod runtime;
+pub mod schema;
+pub mod stage;
+pub mod validate;

@@ -1,0 +1,142 @@
+//! Metrics: the names Sluice records through the `metrics` facade and the
+//! Prometheus exporter that serves them at `GET /metrics`.
+//!
+//! Every metric is recorded through the helpers here so names and labels
+//! stay consistent and documented in one place.
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Install the Prometheus recorder for this process and return the handle
+/// that renders `/metrics`. Installing twice returns an error.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ])?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "sluice_ingest_events_total",
+        "Events received by HTTP ingest, by topic and status (accepted, rejected, unavailable)."
+    );
+    metrics::describe_counter!(
+        "sluice_ingest_requests_total",
+        "HTTP ingest requests, by route and HTTP status."
+    );
+    metrics::describe_histogram!(
+        "sluice_ingest_request_seconds",
+        "HTTP ingest request latency, including the broker acknowledgement."
+    );
+    metrics::describe_gauge!(
+        "sluice_ingest_in_flight_events",
+        "Events accepted by ingest and not yet acknowledged by the broker."
+    );
+    metrics::describe_counter!(
+        "sluice_stage_events_total",
+        "Events through a stage plugin, by stage, plugin and outcome (in, kept, modified, dropped, failed, out)."
+    );
+    metrics::describe_histogram!(
+        "sluice_stage_batch_seconds",
+        "Time from a batch's first event read to its offsets committed."
+    );
+    metrics::describe_counter!(
+        "sluice_plugin_traps_total",
+        "Plugin calls that trapped (panic, time bound, memory cap), by stage and plugin."
+    );
+    metrics::describe_histogram!(
+        "sluice_plugin_call_seconds",
+        "Time spent in one plugin call (one batch), by stage and plugin."
+    );
+    metrics::describe_gauge!(
+        "sluice_stage_consumer_lag",
+        "High watermark minus committed offset, by stage, topic and partition."
+    );
+}
+
+/// Count ingest events by topic and status.
+pub fn ingest_events(topic: &str, status: &'static str, count: usize) {
+    metrics::counter!("sluice_ingest_events_total", "topic" => topic.to_string(), "status" => status)
+        .increment(count as u64);
+}
+
+/// Count one ingest request and its latency.
+pub fn ingest_request(route: &'static str, status: u16, elapsed: Duration) {
+    metrics::counter!("sluice_ingest_requests_total", "route" => route, "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("sluice_ingest_request_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
+}
+
+/// Set the number of events in flight to the broker.
+pub fn ingest_in_flight(count: usize) {
+    metrics::gauge!("sluice_ingest_in_flight_events").set(count as f64);
+}
+
+/// Count events through a stage step by outcome.
+pub fn stage_events(stage: &str, plugin: &str, outcome: &'static str, count: usize) {
+    if count == 0 {
+        return;
+    }
+    metrics::counter!(
+        "sluice_stage_events_total",
+        "stage" => stage.to_string(),
+        "plugin" => plugin.to_string(),
+        "outcome" => outcome
+    )
+    .increment(count as u64);
+}
+
+/// Record a batch's end-to-end latency in a stage.
+pub fn stage_batch(stage: &str, elapsed: Duration) {
+    metrics::histogram!("sluice_stage_batch_seconds", "stage" => stage.to_string())
+        .record(elapsed.as_secs_f64());
+}
+
+/// Record one plugin call's duration.
+pub fn plugin_call(stage: &str, plugin: &str, elapsed: Duration) {
+    metrics::histogram!(
+        "sluice_plugin_call_seconds",
+        "stage" => stage.to_string(),
+        "plugin" => plugin.to_string()
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+/// Count a plugin trap.
+pub fn plugin_trap(stage: &str, plugin: &str, kind: &'static str) {
+    metrics::counter!(
+        "sluice_plugin_traps_total",
+        "stage" => stage.to_string(),
+        "plugin" => plugin.to_string(),
+        "kind" => kind
+    )
+    .increment(1);
+}
+
+/// Count a plugin-defined counter (the WIT `counter-add` import).
+pub fn plugin_counter(stage: &str, plugin: &str, name: &str, value: u64) {
+    metrics::counter!(
+        "sluice_plugin_counter_total",
+        "stage" => stage.to_string(),
+        "plugin" => plugin.to_string(),
+        "name" => name.to_string()
+    )
+    .increment(value);
+}
+
+/// Set a partition's consumer lag.
+pub fn consumer_lag(stage: &str, topic: &str, partition: i32, lag: i64) {
+    metrics::gauge!(
+        "sluice_stage_consumer_lag",
+        "stage" => stage.to_string(),
+        "topic" => topic.to_string(),
+        "partition" => partition.to_string()
+    )
+    .set(lag as f64);
+}

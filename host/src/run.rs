@@ -1,0 +1,232 @@
+//! `sluice run`: start everything the configuration enables (embedded or
+//! real Kafka, stages, HTTP ingest, operator endpoints) and drain it all on
+//! SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use rdkafka::producer::Producer;
+
+use crate::admin::{self, AdminState, StageState, StatusBoard};
+use crate::config::LoadedConfig;
+use crate::ingest::{self, Ingest};
+use crate::kafka::{BrokerHealth, Kafka};
+use crate::runtime::{Runtime, default_cache_dir};
+use crate::schema::SchemaSet;
+use crate::stage::Stage;
+
+/// How long shutdown waits for in-flight work before giving up.
+const DRAIN_BOUND: Duration = Duration::from_secs(30);
+
+/// Every topic the configuration names.
+pub fn topics(loaded: &LoadedConfig) -> Vec<String> {
+    let config = &loaded.config;
+    let mut topics = Vec::new();
+    if let Some(ingest) = &config.ingest {
+        topics.extend(ingest.routes.iter().map(|r| r.topic.get_ref().clone()));
+    }
+    for stage in &config.stages {
+        topics.push(stage.input.get_ref().clone());
+        topics.extend(stage.output.iter().map(|o| o.get_ref().clone()));
+        topics.push(stage.dead_letter_topic());
+    }
+    topics.sort();
+    topics.dedup();
+    topics
+}
+
+/// Every schema the host can decode: the ingest routes' and the `schemas`
+/// directory's.
+pub fn schema_set(loaded: &LoadedConfig) -> anyhow::Result<SchemaSet> {
+    let mut set = SchemaSet::default();
+    if let Some(ingest) = &loaded.config.ingest {
+        for route in &ingest.routes {
+            set.load(&loaded.resolve(route.schema.get_ref()))?;
+        }
+    }
+    if let Some(dir) = &loaded.config.schemas {
+        set.load_dir(&loaded.resolve(dir.get_ref()))?;
+    }
+    Ok(set)
+}
+
+/// Run until a shutdown signal, then drain and return.
+pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
+    run_until(loaded, shutdown_signal()).await
+}
+
+/// Run until `shutdown` completes, then drain and return.
+pub async fn run_until(
+    loaded: LoadedConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = &loaded.config;
+    let metrics = match crate::metrics::install() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    };
+    let kafka = Kafka::start(&config.kafka, &topics(&loaded)).await?;
+    let schemas = Arc::new(schema_set(&loaded)?);
+    let board = StatusBoard::default();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let mut stage_threads = Vec::new();
+    if !config.stages.is_empty() {
+        let cache = config
+            .plugins
+            .cache_dir
+            .clone()
+            .map(|d| loaded.resolve(&d))
+            .or_else(default_cache_dir);
+        let runtime = Runtime::new(cache)?;
+        for stage_config in &config.stages {
+            let name = stage_config.name.get_ref();
+            board.set(name, StageState::Starting, "loading plugins");
+            let stage = Stage::build(&loaded, stage_config, &kafka, &runtime, schemas.clone())?;
+            stage_threads.push(stage.spawn(board.clone(), stop.clone())?);
+        }
+    }
+
+    let ingest = match &config.ingest {
+        Some(ingest_config) => {
+            let producer = kafka.producer(ingest::ack_timeout(ingest_config))?;
+            let health = BrokerHealth::watch(producer.clone(), Duration::from_secs(1))?;
+            Some((
+                Arc::new(Ingest::new(
+                    &loaded,
+                    ingest_config,
+                    producer,
+                    health.clone(),
+                )?),
+                health,
+            ))
+        }
+        None => None,
+    };
+    let health = match &ingest {
+        Some((_, health)) => health.clone(),
+        None => BrokerHealth::watch(
+            kafka.producer(Duration::from_secs(10))?,
+            Duration::from_secs(1),
+        )?,
+    };
+    let token = config
+        .admin
+        .token
+        .as_deref()
+        .map(crate::config::interpolate_env)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("admin.token")?;
+    let admin_router = admin::router(AdminState {
+        health,
+        tail: Some(Arc::new(crate::kafka::Tail::new(&kafka, schemas.clone())?)),
+        token,
+        board: board.clone(),
+        metrics,
+    });
+    let (router, listen) = match (&ingest, &config.ingest, &config.admin.listen) {
+        (Some((ingest, _)), Some(ingest_config), _) => (
+            Some(ingest.clone().router().merge(admin_router)),
+            Some(ingest_config.listen.get_ref().clone()),
+        ),
+        (_, _, Some(listen)) => (Some(admin_router), Some(listen.get_ref().clone())),
+        _ => (None, None),
+    };
+
+    let (signal_tx, signal_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = signal_tx.send(true);
+    });
+
+    if let (Some(router), Some(listen)) = (router, listen) {
+        serve(
+            router,
+            &listen,
+            ingest.as_ref().map(|(i, _)| i.clone()),
+            signal_rx.clone(),
+        )
+        .await?;
+    } else {
+        let mut rx = signal_rx.clone();
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+
+    tracing::info!("shutting down: draining stages");
+    if let Some((ingest, _)) = &ingest {
+        let producer = ingest.producer().clone();
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(DRAIN_BOUND)).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::warn!("ingest producer did not flush within the drain bound");
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let joined = tokio::task::spawn_blocking(move || {
+        for thread in stage_threads {
+            let _ = thread.join();
+        }
+    });
+    if tokio::time::timeout(DRAIN_BOUND, joined).await.is_err() {
+        tracing::warn!("stages did not finish within the drain bound");
+    }
+    drop(kafka);
+    tracing::info!("sluice stopped");
+    Ok(())
+}
+
+async fn serve(
+    router: Router,
+    listen: &str,
+    ingest: Option<Arc<Ingest>>,
+    mut signal: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("bad listen address {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "HTTP listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = signal.wait_for(|stop| *stop).await;
+            if let Some(ingest) = ingest {
+                ingest.stop_accepting();
+            }
+        })
+        .await
+        .context("HTTP server failed")
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

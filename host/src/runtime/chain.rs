@@ -1,0 +1,281 @@
+//! Running an ordered chain of transform plugins over a batch.
+//!
+//! A plugin that traps, times out or hits its memory cap costs its batch a
+//! retry on a fresh instance; if it keeps failing, the batch is split in
+//! halves until the events that make it fail are alone, and only those are
+//! reported as failed (for the dead-letter topic). The host never exits.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::bindings::{Event, Outcome};
+use super::plugin::{CallError, TransformInstance, TransformPlugin};
+use crate::config::Limits;
+
+/// An event moving through the chain.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The event as the next plugin will see it.
+    pub event: Event,
+    /// Index of the input event this one came from.
+    pub source: usize,
+    /// True once any plugin modified it or created it by fan-out: the host
+    /// must re-encode it instead of reusing the input bytes.
+    pub changed: bool,
+    /// Names and versions of plugins that modified it, for output headers.
+    pub touched_by: Vec<String>,
+}
+
+/// An event a plugin failed, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Index of the input event.
+    pub source: usize,
+    /// Plugin that failed it.
+    pub plugin: String,
+    /// That plugin's version.
+    pub version: String,
+    /// The reason (the plugin's own words, or the trap).
+    pub error: String,
+}
+
+/// What a chain made of a batch.
+#[derive(Debug, Default)]
+pub struct ChainOutput {
+    /// Events to write, in input order (fan-outs in the order returned).
+    pub items: Vec<Item>,
+    /// Events that failed.
+    pub failures: Vec<Failure>,
+    /// Events dropped on purpose.
+    pub dropped: usize,
+}
+
+/// One plugin in a chain, with its live instance.
+pub struct Link {
+    plugin: Arc<TransformPlugin>,
+    config: String,
+    limits: Limits,
+    instance: Option<TransformInstance>,
+}
+
+impl Link {
+    /// A link running `plugin` with `config` (JSON) under `limits`.
+    pub fn new(plugin: Arc<TransformPlugin>, config: String, limits: Limits) -> Self {
+        Self {
+            plugin,
+            config,
+            limits,
+            instance: None,
+        }
+    }
+
+    /// The plugin this link runs.
+    pub fn plugin(&self) -> &Arc<TransformPlugin> {
+        &self.plugin
+    }
+
+    /// Swap in another version; its first instance is created lazily.
+    pub fn replace(&mut self, plugin: Arc<TransformPlugin>) {
+        self.plugin = plugin;
+        self.instance = None;
+    }
+
+    fn call(&mut self, stage: &str, batch: &[Event]) -> Result<Vec<Outcome>, String> {
+        let instance = match self.instance.take() {
+            Some(instance) => instance,
+            None => self
+                .plugin
+                .instantiate(stage, &self.config, self.limits)
+                .map_err(|e| self.trapped(stage, &e))?,
+        };
+        let mut instance = instance;
+        let started = Instant::now();
+        let result = instance.process(batch);
+        crate::metrics::plugin_call(stage, &self.plugin.name, started.elapsed());
+        match result {
+            Ok(Ok(outcomes)) if outcomes.len() == batch.len() => {
+                self.instance = Some(instance);
+                Ok(outcomes)
+            }
+            Ok(Ok(outcomes)) => Err(format!(
+                "plugin returned {} outcomes for {} events",
+                outcomes.len(),
+                batch.len()
+            )),
+            Ok(Err(message)) => {
+                self.instance = Some(instance);
+                Err(format!("plugin failed the batch: {message}"))
+            }
+            Err(e) => Err(self.trapped(stage, &e)),
+        }
+    }
+
+    fn trapped(&self, stage: &str, e: &CallError) -> String {
+        crate::metrics::plugin_trap(stage, &self.plugin.name, e.kind());
+        tracing::warn!(stage, plugin = %self.plugin.name, version = %self.plugin.version(), error = %e, "plugin call failed");
+        e.to_string()
+    }
+
+    /// Outcomes for `batch`, isolating events that make the plugin fail:
+    /// `retries` more attempts on the whole batch, then halving.
+    fn run_isolating(
+        &mut self,
+        stage: &str,
+        batch: &[Event],
+        retries: u32,
+    ) -> Vec<Result<Outcome, String>> {
+        let mut last_error = String::new();
+        for _ in 0..=retries {
+            match self.call(stage, batch) {
+                Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+                Err(e) => last_error = e,
+            }
+        }
+        if batch.len() == 1 {
+            return vec![Err(last_error)];
+        }
+        let (left, right) = batch.split_at(batch.len() / 2);
+        let mut out = self.run_isolating(stage, left, 0);
+        out.extend(self.run_isolating(stage, right, 0));
+        out
+    }
+}
+
+/// An ordered chain of plugins for one stage.
+pub struct Chain {
+    stage: String,
+    links: Vec<Link>,
+    retries: u32,
+}
+
+impl Chain {
+    /// A chain for `stage`; a failing batch is retried `retries` times.
+    pub fn new(stage: &str, links: Vec<Link>, retries: u32) -> Self {
+        Self {
+            stage: stage.to_string(),
+            links,
+            retries,
+        }
+    }
+
+    /// The links, in order.
+    pub fn links_mut(&mut self) -> &mut [Link] {
+        &mut self.links
+    }
+
+    /// Names and versions, e.g. `filter@3f2a9c1b0d4e`.
+    pub fn versions(&self) -> Vec<String> {
+        self.links
+            .iter()
+            .map(|l| format!("{}@{}", l.plugin.name, l.plugin.version()))
+            .collect()
+    }
+
+    /// Run every plugin in order over `events`.
+    pub fn run(&mut self, mut events: Vec<Event>) -> ChainOutput {
+        // Events and their bookkeeping live in parallel vectors so each
+        // plugin gets the batch by reference, without a copy per plugin.
+        let mut meta: Vec<Meta> = (0..events.len())
+            .map(|source| Meta {
+                source,
+                changed: false,
+                touched_by: Vec::new(),
+            })
+            .collect();
+        let mut out = ChainOutput::default();
+        for link in &mut self.links {
+            if events.is_empty() {
+                break;
+            }
+            let name = link.plugin.name.clone();
+            let version = link.plugin.version().to_string();
+            crate::metrics::stage_events(&self.stage, &name, "in", events.len());
+            let results = link.run_isolating(&self.stage, &events, self.retries);
+            let mut next_events = Vec::with_capacity(events.len());
+            let mut next_meta = Vec::with_capacity(events.len());
+            let mut counts = Counts::default();
+            for ((event, m), result) in events.into_iter().zip(meta).zip(results) {
+                match result {
+                    Ok(Outcome::Keep) => {
+                        counts.kept += 1;
+                        next_events.push(event);
+                        next_meta.push(m);
+                    }
+                    Ok(Outcome::Modify(new)) => {
+                        counts.modified += 1;
+                        next_events.push(new);
+                        next_meta.push(m.touched(&name, &version));
+                    }
+                    Ok(Outcome::Drop) => counts.dropped += 1,
+                    Ok(Outcome::FanOut(created)) => {
+                        counts.modified += 1;
+                        let m = m.touched(&name, &version);
+                        for new in created {
+                            next_events.push(new);
+                            next_meta.push(m.clone());
+                        }
+                    }
+                    Ok(Outcome::Fail(error)) | Err(error) => {
+                        counts.failed += 1;
+                        out.failures.push(Failure {
+                            source: m.source,
+                            plugin: name.clone(),
+                            version: version.clone(),
+                            error,
+                        });
+                    }
+                }
+            }
+            counts.report(&self.stage, &name);
+            out.dropped += counts.dropped;
+            events = next_events;
+            meta = next_meta;
+        }
+        out.items = events
+            .into_iter()
+            .zip(meta)
+            .map(|(event, m)| Item {
+                event,
+                source: m.source,
+                changed: m.changed,
+                touched_by: m.touched_by,
+            })
+            .collect();
+        out
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    kept: usize,
+    modified: usize,
+    dropped: usize,
+    failed: usize,
+}
+
+impl Counts {
+    fn report(&self, stage: &str, plugin: &str) {
+        crate::metrics::stage_events(stage, plugin, "kept", self.kept);
+        crate::metrics::stage_events(stage, plugin, "modified", self.modified);
+        crate::metrics::stage_events(stage, plugin, "dropped", self.dropped);
+        crate::metrics::stage_events(stage, plugin, "failed", self.failed);
+    }
+}
+
+#[derive(Clone)]
+struct Meta {
+    source: usize,
+    changed: bool,
+    touched_by: Vec<String>,
+}
+
+impl Meta {
+    fn touched(mut self, name: &str, version: &str) -> Self {
+        self.changed = true;
+        let tag = format!("{name}@{version}");
+        if !self.touched_by.contains(&tag) {
+            self.touched_by.push(tag);
+        }
+        self
+    }
+}

@@ -1,0 +1,100 @@
+//! The WebAssembly runtime: one wasmtime engine per host, plugin components
+//! loaded and type-checked against their WIT world, sandboxed instances (time
+//! bound by epoch interruption, memory cap by `StoreLimits`, WASI with no
+//! files, network, environment or clock), and chains of transforms.
+
+pub mod bindings;
+mod chain;
+mod engine;
+mod plugin;
+
+pub use chain::{Chain, ChainOutput, Failure, Item, Link};
+pub use engine::{Runtime, default_cache_dir};
+pub use plugin::{CallError, PluginId, TransformInstance, TransformPlugin};
+
+use std::path::PathBuf;
+
+use crate::config::{Diagnostics, LoadedConfig, StageConfig};
+
+/// Where the component for plugin `name` lives: `[plugins] dir/NAME.wasm`.
+pub fn plugin_path(loaded: &LoadedConfig, name: &str) -> PathBuf {
+    loaded
+        .resolve(loaded.config.plugins.dir.get_ref())
+        .join(format!("{name}.wasm"))
+}
+
+/// The JSON text passed to a plugin's `init`: its `[stage.config.NAME]`
+/// table, or `{}`.
+pub fn plugin_config_json(stage: &StageConfig, name: &str) -> String {
+    stage
+        .config
+        .get(name)
+        .and_then(|v| serde_json::to_string(v).ok())
+        .unwrap_or_else(|| "{}".to_string())
+}
+
+/// `sluice validate`'s plugin checks: every chained plugin exists, is a
+/// component of the `transform` world, and accepts its stage's config.
+pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
+    if loaded.config.stages.is_empty() {
+        return;
+    }
+    let runtime = match Runtime::new(None) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            problems.push(crate::config::Diagnostic::file_level(
+                &loaded.path,
+                format!("{e:#}"),
+            ));
+            return;
+        }
+    };
+    for (i, stage) in loaded.config.stages.iter().enumerate() {
+        let limits = stage.limits.unwrap_or(loaded.config.plugins.limits);
+        for name in &stage.chain {
+            let key = format!("stage[{i}].chain");
+            let path = plugin_path(loaded, name.get_ref());
+            if !path.is_file() {
+                problems.push(loaded.problem_at(
+                    name,
+                    &key,
+                    format!(
+                        "plugin `{}` not found: no file {}",
+                        name.get_ref(),
+                        path.display()
+                    ),
+                ));
+                continue;
+            }
+            let checked = TransformPlugin::load_file(&runtime, name.get_ref(), &path)
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|plugin| {
+                    plugin
+                        .instantiate(
+                            stage.name.get_ref(),
+                            &plugin_config_json(stage, name.get_ref()),
+                            limits,
+                        )
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(message) = checked {
+                problems.push(loaded.problem_at(name, &key, message));
+            }
+        }
+        if let Some(sink) = &stage.sink {
+            let path = plugin_path(loaded, sink.get_ref());
+            if !path.is_file() {
+                problems.push(loaded.problem_at(
+                    sink,
+                    &format!("stage[{i}].sink"),
+                    format!(
+                        "sink plugin `{}` not found: no file {}",
+                        sink.get_ref(),
+                        path.display()
+                    ),
+                ));
+            }
+        }
+    }
+}

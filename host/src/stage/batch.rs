@@ -1,0 +1,235 @@
+//! A batch of consumed records: decoding them for the chain once, building
+//! output records, and the offsets to commit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rdkafka::Message;
+use rdkafka::message::{BorrowedMessage, Headers};
+
+use crate::runtime::bindings::{Event, Header, Origin};
+use crate::runtime::{Failure, Item};
+use crate::schema::{LoadedSchema, SchemaSet, avro_to_json};
+
+/// A record to produce.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Destination topic.
+    pub topic: String,
+    /// Kafka key.
+    pub key: Option<Vec<u8>>,
+    /// Framed Avro value.
+    pub value: Vec<u8>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Timestamp in epoch milliseconds.
+    pub timestamp: Option<i64>,
+}
+
+struct Consumed {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+    timestamp: Option<i64>,
+    schema: Option<Arc<LoadedSchema>>,
+}
+
+/// Records read from Kafka for one round of the chain.
+#[derive(Default)]
+pub struct Batch {
+    records: Vec<Consumed>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            records: Vec::with_capacity(n),
+        }
+    }
+
+    /// Add a consumed message.
+    pub fn push(&mut self, message: &BorrowedMessage<'_>) {
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.records.push(Consumed {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers,
+            timestamp: message.timestamp().to_millis(),
+            schema: None,
+        });
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when nothing was read.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Decode every record's Avro value to the JSON plugins read, once.
+    /// Undecodable records come back as failures (for the dead-letter topic).
+    pub fn decode(&mut self, schemas: &SchemaSet) -> (Vec<(usize, Event)>, Vec<Failure>) {
+        let mut events = Vec::with_capacity(self.records.len());
+        let mut failures = Vec::new();
+        for (index, record) in self.records.iter_mut().enumerate() {
+            let decoded = schemas.decode(&record.value).and_then(|(schema, value)| {
+                let json = serde_json::to_vec(&avro_to_json(&value)?)?;
+                Ok((schema, json))
+            });
+            match decoded {
+                Ok((schema, json)) => {
+                    record.schema = Some(schema);
+                    events.push((index, event_of(record, json)));
+                }
+                Err(e) => failures.push(Failure {
+                    source: index,
+                    plugin: String::new(),
+                    version: String::new(),
+                    error: format!("cannot decode record: {e:#}"),
+                }),
+            }
+        }
+        (events, failures)
+    }
+
+    /// The output record for a chain result derived from input `source`:
+    /// the input bytes reused when no plugin changed the event, else the new
+    /// JSON re-encoded with the input's schema.
+    pub fn output_record(
+        &self,
+        source: usize,
+        item: Item,
+        default_topic: &str,
+        versions: &str,
+    ) -> Result<Record, Failure> {
+        let input = &self.records[source];
+        let value = if item.changed {
+            reencode(input, &item.event.value).map_err(|error| {
+                let (plugin, version) = item
+                    .touched_by
+                    .last()
+                    .and_then(|t| t.split_once('@'))
+                    .map(|(p, v)| (p.to_string(), v.to_string()))
+                    .unwrap_or_default();
+                Failure {
+                    source,
+                    plugin,
+                    version,
+                    error,
+                }
+            })?
+        } else {
+            input.value.clone()
+        };
+        let mut headers: Vec<(String, Vec<u8>)> = item
+            .event
+            .headers
+            .into_iter()
+            .filter(|h| h.key != super::PLUGINS_HEADER)
+            .map(|h| (h.key, h.value))
+            .collect();
+        headers.push((
+            super::PLUGINS_HEADER.to_string(),
+            versions.as_bytes().to_vec(),
+        ));
+        Ok(Record {
+            topic: item
+                .event
+                .topic
+                .unwrap_or_else(|| default_topic.to_string()),
+            key: item.event.key,
+            value,
+            headers,
+            timestamp: item.event.timestamp_ms.or(input.timestamp),
+        })
+    }
+
+    /// The original record at `index`, as read (for dead letters).
+    pub(super) fn original(&self, index: usize) -> Record {
+        let r = &self.records[index];
+        Record {
+            topic: r.topic.clone(),
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r.headers.clone(),
+            timestamp: r.timestamp,
+        }
+    }
+
+    /// Origin of the record at `index`.
+    pub(super) fn origin(&self, index: usize) -> (&str, i32, i64) {
+        let r = &self.records[index];
+        (&r.topic, r.partition, r.offset)
+    }
+
+    /// The offset to commit per partition: one past the highest read.
+    pub fn next_offsets(&self) -> BTreeMap<(String, i32), i64> {
+        let mut next = BTreeMap::new();
+        for r in &self.records {
+            let entry = next
+                .entry((r.topic.clone(), r.partition))
+                .or_insert(r.offset + 1);
+            *entry = (*entry).max(r.offset + 1);
+        }
+        next
+    }
+}
+
+fn reencode(input: &Consumed, json: &[u8]) -> Result<Vec<u8>, String> {
+    let schema = input
+        .schema
+        .as_ref()
+        .ok_or_else(|| "input record has no schema".to_string())?;
+    let json: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("plugin output is not JSON: {e}"))?;
+    schema.encode_json(&json).map_err(|e| {
+        format!(
+            "plugin output does not match schema {}: {e}",
+            schema.path.display()
+        )
+    })
+}
+
+fn event_of(record: &Consumed, value: Vec<u8>) -> Event {
+    Event {
+        key: record.key.clone(),
+        value,
+        headers: record
+            .headers
+            .iter()
+            .map(|(k, v)| Header {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        timestamp_ms: record.timestamp,
+        origin: Some(Origin {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+        }),
+        topic: None,
+    }
+}

@@ -1,0 +1,335 @@
+//! Stages: a consumer group reading an input topic in batches, running the
+//! plugin chain, producing results and dead letters, and committing offsets
+//! only after every record of the batch was acknowledged (at-least-once).
+//!
+//! Each stage runs on a thread of its own: plugin calls are synchronous
+//! (bounded by epoch interruption), and one batch is in flight at a time, so
+//! a rebalance never finds a half-processed batch to commit.
+
+mod batch;
+mod dead_letter;
+
+pub use batch::{Batch, Record};
+pub use dead_letter::HEADER_PREFIX;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::executor::block_on;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::admin::{StageState, StatusBoard};
+use crate::config::{LoadedConfig, StageConfig};
+use crate::kafka::Kafka;
+use crate::runtime::{Chain, Link, Runtime, TransformPlugin, plugin_config_json, plugin_path};
+use crate::schema::SchemaSet;
+
+/// Header naming the plugin versions that produced an output record.
+pub const PLUGINS_HEADER: &str = "sluice-plugins";
+
+/// Everything a stage thread needs, built before it starts so configuration
+/// errors surface at start-up.
+pub struct Stage {
+    name: String,
+    input: String,
+    output: String,
+    dead_letter: String,
+    batch_size: usize,
+    batch_wait: Duration,
+    chain: Chain,
+    schemas: Arc<SchemaSet>,
+    consumer: BaseConsumer,
+    producer: FutureProducer,
+}
+
+impl Stage {
+    /// Load the stage's plugins and connect its consumer and producer.
+    pub fn build(
+        loaded: &LoadedConfig,
+        config: &StageConfig,
+        kafka: &Kafka,
+        runtime: &Runtime,
+        schemas: Arc<SchemaSet>,
+    ) -> anyhow::Result<Self> {
+        let name = config.name.get_ref().clone();
+        if config.sink.is_some() {
+            bail!("stage `{name}`: sink stages are not available in this version; use `output`");
+        }
+        let limits = config.limits.unwrap_or(loaded.config.plugins.limits);
+        let mut links = Vec::with_capacity(config.chain.len());
+        for plugin_name in &config.chain {
+            let plugin_name = plugin_name.get_ref();
+            let path = plugin_path(loaded, plugin_name);
+            let plugin = TransformPlugin::load_file(runtime, plugin_name, &path)
+                .with_context(|| format!("stage `{name}`"))?;
+            let plugin_config = plugin_config_json(config, plugin_name);
+            // Prove the plugin starts with this config before taking traffic.
+            plugin
+                .instantiate(&name, &plugin_config, limits)
+                .with_context(|| format!("stage `{name}`: plugin `{plugin_name}`"))?;
+            tracing::info!(stage = %name, plugin = plugin_name, version = plugin.version(), "plugin loaded");
+            links.push(Link::new(Arc::new(plugin), plugin_config, limits));
+        }
+        let consumer: BaseConsumer = kafka
+            .group_consumer(&config.group_id())
+            .with_context(|| format!("stage `{name}`"))?;
+        consumer
+            .subscribe(&[config.input.get_ref()])
+            .with_context(|| {
+                format!(
+                    "stage `{name}`: cannot subscribe to {}",
+                    config.input.get_ref()
+                )
+            })?;
+        let producer = kafka.producer(Duration::from_secs(30))?;
+        Ok(Self {
+            input: config.input.get_ref().clone(),
+            output: config
+                .output
+                .as_ref()
+                .map(|o| o.get_ref().clone())
+                .unwrap_or_default(),
+            dead_letter: config.dead_letter_topic(),
+            batch_size: config.batch_size,
+            batch_wait: Duration::from_millis(config.batch_wait_ms),
+            chain: Chain::new(&name, links, config.retries),
+            schemas,
+            consumer,
+            producer,
+            name,
+        })
+    }
+
+    /// Run on a thread of its own until `stop` is set; the batch in flight
+    /// then finishes and commits before the thread ends.
+    pub fn spawn(
+        mut self,
+        board: StatusBoard,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(format!("stage-{}", self.name))
+            .spawn(move || {
+                board.set(
+                    &self.name,
+                    StageState::Running,
+                    format!("consuming {}", self.input),
+                );
+                self.run(&board, &stop);
+                board.set(&self.name, StageState::Starting, "stopped");
+            })
+            .context("cannot start stage thread")
+    }
+
+    fn run(&mut self, board: &StatusBoard, stop: &AtomicBool) {
+        let mut last_lag = Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            let batch = match self.poll_batch(stop) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(stage = %self.name, error = %e, "consumer error");
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            self.process(batch, board, stop);
+            crate::metrics::stage_batch(&self.name, started.elapsed());
+            if last_lag.elapsed() > Duration::from_secs(5) {
+                self.report_lag();
+                last_lag = Instant::now();
+            }
+        }
+        tracing::info!(stage = %self.name, "stage stopped");
+    }
+
+    fn poll_batch(&self, stop: &AtomicBool) -> anyhow::Result<Batch> {
+        let mut batch = Batch::with_capacity(self.batch_size);
+        let mut deadline = None::<Instant>;
+        while batch.len() < self.batch_size && !stop.load(Ordering::SeqCst) {
+            let wait = match deadline {
+                None => Duration::from_millis(100),
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) => left,
+                    None => break,
+                },
+            };
+            match self.consumer.poll(wait) {
+                Some(Ok(message)) => {
+                    batch.push(&message);
+                    deadline.get_or_insert_with(|| Instant::now() + self.batch_wait);
+                }
+                Some(Err(e)) => {
+                    if batch.is_empty() {
+                        return Err(e.into());
+                    }
+                    tracing::warn!(stage = %self.name, error = %e, "consumer error while filling a batch");
+                    break;
+                }
+                None if deadline.is_none() => return Ok(batch),
+                None => {}
+            }
+        }
+        Ok(batch)
+    }
+
+    fn process(&mut self, mut batch: Batch, board: &StatusBoard, stop: &AtomicBool) {
+        let (events, mut failures) = batch.decode(&self.schemas);
+        let decoded: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
+        let output = self.chain.run(events.into_iter().map(|(_, e)| e).collect());
+        let versions = self.chain.versions().join(",");
+        let mut records = Vec::with_capacity(output.items.len());
+        for item in output.items {
+            let source = decoded[item.source];
+            match batch.output_record(source, item, &self.output, &versions) {
+                Ok(record) => records.push(record),
+                Err(failure) => failures.push(failure),
+            }
+        }
+        for failure in output.failures {
+            let mut failure = failure;
+            failure.source = decoded[failure.source];
+            failures.push(failure);
+        }
+        crate::metrics::stage_events(&self.name, "", "out", records.len());
+        for failure in &failures {
+            records.push(dead_letter::record(
+                &batch,
+                &self.name,
+                &self.dead_letter,
+                failure,
+            ));
+        }
+        crate::metrics::stage_events(&self.name, "", "dead_lettered", failures.len());
+        if !self.deliver(&records, board, stop) {
+            // Shutting down with records unacknowledged: do not commit; the
+            // batch is read again after restart (at-least-once).
+            return;
+        }
+        self.commit(&batch);
+    }
+
+    /// Produce every record and wait for the broker; failed ones are retried
+    /// with backoff until they succeed. Returns false if asked to stop first.
+    fn deliver(&self, records: &[Record], board: &StatusBoard, stop: &AtomicBool) -> bool {
+        let mut pending: Vec<&Record> = records.iter().collect();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let deliveries: Vec<_> = pending
+                .iter()
+                .map(|record| {
+                    let mut future = FutureRecord::to(&record.topic).payload(&record.value);
+                    if let Some(key) = &record.key {
+                        future = future.key(key);
+                    }
+                    if let Some(ts) = record.timestamp {
+                        future = future.timestamp(ts);
+                    }
+                    future = future.headers(headers(&record.headers));
+                    self.producer.send_result(future).map_err(|(e, _)| e)
+                })
+                .collect();
+            let results: Vec<bool> = deliveries
+                .into_iter()
+                .map(|d| match d {
+                    Ok(delivery) => matches!(block_on(delivery), Ok(Ok(_))),
+                    Err(_) => false,
+                })
+                .collect();
+            pending = pending
+                .into_iter()
+                .zip(results)
+                .filter_map(|(r, ok)| (!ok).then_some(r))
+                .collect();
+            if pending.is_empty() {
+                return true;
+            }
+            if stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            board.set(
+                &self.name,
+                StageState::Retrying,
+                format!("{} records not acknowledged; retrying", pending.len()),
+            );
+            tracing::warn!(stage = %self.name, pending = pending.len(), "output not acknowledged; retrying");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            if pending.len() < records.len() / 2 + 1 {
+                board.set(
+                    &self.name,
+                    StageState::Running,
+                    format!("consuming {}", self.input),
+                );
+            }
+        }
+    }
+
+    fn commit(&self, batch: &Batch) {
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), offset) in batch.next_offsets() {
+            if let Err(e) = offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))
+            {
+                tracing::error!(stage = %self.name, error = %e, "cannot build commit");
+                return;
+            }
+        }
+        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+            // The partitions moved to another member, which re-reads from the
+            // last commit: duplicates, never loss.
+            tracing::warn!(stage = %self.name, error = %e, "offset commit failed; the batch may be redelivered");
+        }
+    }
+
+    fn report_lag(&self) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        let Ok(committed) = self
+            .consumer
+            .committed_offsets(assignment, Duration::from_secs(1))
+        else {
+            return;
+        };
+        for element in committed.elements() {
+            let Ok((_, high)) = self.consumer.fetch_watermarks(
+                element.topic(),
+                element.partition(),
+                Duration::from_secs(1),
+            ) else {
+                continue;
+            };
+            let committed = match element.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            crate::metrics::consumer_lag(
+                &self.name,
+                element.topic(),
+                element.partition(),
+                (high - committed).max(0),
+            );
+        }
+    }
+}
+
+fn headers(pairs: &[(String, Vec<u8>)]) -> OwnedHeaders {
+    pairs
+        .iter()
+        .fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            })
+        })
+}
