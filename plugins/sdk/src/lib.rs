@@ -1,0 +1,361 @@
+//! # sluice-sdk
+//!
+//! The SDK for writing Sluice transform plugins in Rust. A plugin is a
+//! WebAssembly component built for `wasm32-wasip2` that exports the
+//! `sluice:plugin/transformer@0.1.0` interface of the `transform` world in
+//! `wit/sluice.wit`; this crate hides the generated bindings behind a small
+//! [`Transform`] trait.
+//!
+//! The host hands a plugin batches of [`Event`]s whose value is UTF-8 JSON and
+//! expects exactly one [`Outcome`] per event, in input order. The SDK creates
+//! one plugin instance with [`Transform::init`] and calls
+//! [`Transform::process`] for every event.
+//!
+//! Parsing JSON is the cost that matters in a chain of plugins, so read only
+//! what you need:
+//!
+//! * [`Event::json`] deserializes into your own (borrowed, partial) serde type;
+//!   serde skips the fields the type does not name.
+//! * [`Event::select`] extracts only the values at a few dotted paths chosen
+//!   at run time (see [`Selector`]).
+//! * Return [`Outcome::keep`] when the event does not change: the host reuses
+//!   its own copy and nothing is re-serialized.
+//! * For changes, a [`serde_json::Value`] round trip ([`Event::value_json`],
+//!   [`set_path`], [`Event::with_value_json`]) is fine.
+//!
+//! ## Example
+//!
+//! A plugin that marks error events with `attributes.alert = "true"` and
+//! drops debug events:
+//!
+//! ```
+//! use serde::Deserialize;
+//! use sluice_sdk::{Config, Event, Outcome, Transform};
+//!
+//! /// Plugin configuration, from the stage's `[stage.config.NAME]` TOML table.
+//! #[derive(Deserialize)]
+//! struct Settings {
+//!     /// Attribute to set on error events.
+//!     #[serde(default = "default_flag")]
+//!     flag: String,
+//! }
+//!
+//! fn default_flag() -> String {
+//!     "alert".to_string()
+//! }
+//!
+//! /// The only fields this plugin reads; serde skips everything else.
+//! #[derive(Deserialize)]
+//! struct Head<'a> {
+//!     #[serde(borrow)]
+//!     severity: &'a str,
+//! }
+//!
+//! struct Alert {
+//!     flag_path: String,
+//! }
+//!
+//! impl Transform for Alert {
+//!     fn init(config: Config) -> Result<Self, String> {
+//!         let settings: Settings = config.parse()?;
+//!         Ok(Alert { flag_path: format!("attributes.{}", settings.flag) })
+//!     }
+//!
+//!     fn process(&mut self, event: &Event) -> Outcome {
+//!         let head: Head = match event.json() {
+//!             Ok(head) => head,
+//!             Err(err) => return Outcome::fail(format!("bad event: {err}")),
+//!         };
+//!         match head.severity {
+//!             "DEBUG" => Outcome::drop(),
+//!             "ERROR" | "FATAL" => {
+//!                 let mut value = match event.value_json() {
+//!                     Ok(value) => value,
+//!                     Err(err) => return Outcome::fail(format!("bad event: {err}")),
+//!                 };
+//!                 if let Err(err) = sluice_sdk::set_path(&mut value, &self.flag_path, "true".into()) {
+//!                     return Outcome::fail(err.to_string());
+//!                 }
+//!                 sluice_sdk::counter_add("alerts", 1);
+//!                 Outcome::modify(event.with_value_json(&value))
+//!             }
+//!             _ => Outcome::keep(),
+//!         }
+//!     }
+//! }
+//!
+//! // Exports the component's `sluice:plugin/transformer` interface.
+//! sluice_sdk::export_transform!(Alert);
+//!
+//! // The same logic runs natively in unit tests (`cargo test`):
+//! let events = vec![
+//!     Event::new(r#"{"severity":"ERROR","attributes":{}}"#),
+//!     Event::new(r#"{"severity":"DEBUG","attributes":{}}"#),
+//!     Event::new(r#"{"severity":"INFO","attributes":{}}"#),
+//! ];
+//! let outcomes = sluice_sdk::testing::run::<Alert>("{}", events).unwrap();
+//! assert_eq!(
+//!     outcomes[0],
+//!     Outcome::modify(Event::new(r#"{"attributes":{"alert":"true"},"severity":"ERROR"}"#))
+//! );
+//! assert_eq!(outcomes[1], Outcome::drop());
+//! assert_eq!(outcomes[2], Outcome::keep());
+//! ```
+//!
+//! Build the component with `cargo build --target wasm32-wasip2 --release`;
+//! the crate must be a `cdylib` (add `rlib` too to keep native unit tests).
+//!
+//! ## Sandbox
+//!
+//! The host links WASI with an empty context: `std` works, but there are no
+//! files, environment variables, network, and no clocks or randomness to rely
+//! on. A panic traps the instance; the SDK first logs the panic message through
+//! the host's `log` import at error level.
+//!
+//! ## Native builds
+//!
+//! The host imports exist only inside a component. When the target is not
+//! `wasm32`, [`log`] writes to stderr and [`counter_add`] records into a
+//! thread-local table that [`testing`] can read, so plugin logic is testable
+//! with a plain `cargo test`.
+
+#![warn(missing_docs)]
+
+// Lets the generated bindings name this crate as `::sluice_sdk` both from
+// inside it and from the plugin crates that expand `export_transform!`.
+extern crate self as sluice_sdk;
+
+mod config;
+mod event;
+pub mod log;
+mod outcome;
+mod path;
+mod select;
+pub mod testing;
+
+pub use config::Config;
+pub use path::{FieldPath, PathError, get_path, get_path_mut, remove_path, set_path};
+pub use select::{Selected, Selector};
+/// Re-export of `serde_json`, the JSON library the SDK's helpers speak.
+pub use serde_json;
+/// Error returned when an event value is not the JSON a plugin expects.
+pub use serde_json::Error as JsonError;
+
+/// The raw bindings generated from `wit/sluice.wit` (world `transform`).
+///
+/// Plugins normally use the friendly re-exports ([`Event`], [`Outcome`],
+/// [`Header`], [`Origin`], [`Level`]) and [`export_transform!`] instead.
+#[doc(hidden)]
+pub mod bindings {
+    // Only the `transform` world is generated here. A `sink` world (or any
+    // other world of the package) can later get its own `generate!` in another
+    // module, reusing these types with `with: { "sluice:plugin/types@0.1.0":
+    // crate::bindings::sluice::plugin::types, ... }`; its export macro gets a
+    // different name (`__export_sink_impl`), so both can coexist.
+    wit_bindgen::generate!({
+        // The contract, shared with the host: `wit/` at the repository root.
+        path: "../../wit",
+        world: "transform",
+        pub_export_macro: true,
+        export_macro_name: "export_transform_world",
+        default_bindings_module: "::sluice_sdk::bindings",
+        runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
+        additional_derives: [PartialEq],
+    });
+}
+
+/// One event as a plugin sees it: Kafka key, JSON value, headers, timestamp,
+/// origin and an optional destination-topic override.
+///
+/// Generated from the WIT record `sluice:plugin/types.event`; see the
+/// inherent methods in this crate for JSON helpers.
+pub type Event = bindings::sluice::plugin::types::Event;
+
+/// What a transform decided for one input event: `Keep`, `Modify(event)`,
+/// `Drop`, `Fail(reason)` or `FanOut(events)`.
+///
+/// Prefer the constructors [`Outcome::keep`], [`Outcome::modify`],
+/// [`Outcome::drop`], [`Outcome::fail`] and [`Outcome::fan_out`].
+pub type Outcome = bindings::sluice::plugin::types::Outcome;
+
+/// One Kafka record header (`key`, raw `value` bytes).
+pub type Header = bindings::sluice::plugin::types::Header;
+
+/// Where an event was read from in Kafka (`topic`, `partition`, `offset`).
+pub type Origin = bindings::sluice::plugin::types::Origin;
+
+/// Severity of a plugin log line (`Trace`, `Debug`, `Info`, `Warn`, `Error`).
+pub type Level = bindings::sluice::plugin::types::Level;
+
+/// A transform plugin: the rule logic the SDK exports as the component's
+/// `sluice:plugin/transformer` interface via [`export_transform!`].
+///
+/// The SDK keeps exactly one instance per component instance, created by
+/// [`Transform::init`] before the first batch.
+pub trait Transform: Sized + 'static {
+    /// Creates the plugin from its configuration: the stage's
+    /// `[stage.config.NAME]` TOML table rendered as JSON (`{}` when absent).
+    ///
+    /// Return an error for invalid configuration; the host reports it and
+    /// never runs the plugin.
+    fn init(config: Config) -> Result<Self, String>;
+
+    /// Decides what happens to one event.
+    fn process(&mut self, event: &Event) -> Outcome;
+
+    /// Processes one batch; must return exactly one outcome per input event,
+    /// in input order. An error fails the whole batch (the host retries it on
+    /// a fresh instance, then dead-letters its events).
+    ///
+    /// The default calls [`Transform::process`] for each event.
+    fn process_batch(&mut self, batch: Vec<Event>) -> Result<Vec<Outcome>, String> {
+        Ok(batch.iter().map(|event| self.process(event)).collect())
+    }
+}
+
+/// Adds `value` to the plugin counter `name`.
+///
+/// The host exports it as `sluice_plugin_counter_total{plugin, stage, name}`.
+/// Outside `wasm32` this records into a thread-local table read by
+/// [`testing::counter`].
+pub fn counter_add(name: &str, value: u64) {
+    #[cfg(target_arch = "wasm32")]
+    bindings::sluice::plugin::host::counter_add(name, value);
+    #[cfg(not(target_arch = "wasm32"))]
+    testing::record_counter(name, value);
+}
+
+/// Exports a [`Transform`] implementation as the component's
+/// `sluice:plugin/transformer@0.1.0` interface.
+///
+/// Use it exactly once per plugin crate, at module level:
+///
+/// ```ignore
+/// sluice_sdk::export_transform!(MyRule);
+/// ```
+///
+/// The crate must be built as a `cdylib` for `wasm32-wasip2`; on other
+/// targets the macro still type-checks the plugin but exports nothing, so
+/// plugin crates can also be `rlib`s tested natively. The macro keeps
+/// the single plugin instance in a thread-local slot; `process` before a
+/// successful `init` returns an error to the host.
+#[macro_export]
+macro_rules! export_transform {
+    ($ty:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static __SLUICE_INSTANCE: ::core::cell::RefCell<::core::option::Option<$ty>> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+
+            #[allow(dead_code)] // only referenced by the wasm32 exports below
+            struct __SluiceTransformExport;
+
+            impl $crate::bindings::exports::sluice::plugin::transformer::Guest
+                for __SluiceTransformExport
+            {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    $crate::__private::init::<$ty>(&__SLUICE_INSTANCE, config)
+                }
+
+                fn process(
+                    batch: ::std::vec::Vec<$crate::Event>,
+                ) -> ::core::result::Result<::std::vec::Vec<$crate::Outcome>, ::std::string::String>
+                {
+                    $crate::__private::process::<$ty>(&__SLUICE_INSTANCE, batch)
+                }
+            }
+
+            // The component exports exist only on wasm32: native linkers
+            // reject their symbol names (`sluice:plugin/...#init`), and native
+            // builds are for unit tests of the plugin logic.
+            #[cfg(target_arch = "wasm32")]
+            $crate::bindings::export_transform_world!(
+                __SluiceTransformExport with_types_in $crate::bindings
+            );
+        };
+    };
+}
+
+/// Glue used by [`export_transform!`]; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    use std::cell::RefCell;
+    use std::thread::LocalKey;
+
+    use crate::{Config, Event, Outcome, Transform};
+
+    pub use wit_bindgen;
+
+    /// The slot holding the single plugin instance.
+    pub type Slot<T> = LocalKey<RefCell<Option<T>>>;
+
+    /// Implements `transformer.init`.
+    pub fn init<T: Transform>(slot: &'static Slot<T>, config: String) -> Result<(), String> {
+        install_panic_hook();
+        let config = Config::from_json_str(&config)?;
+        let instance = T::init(config)?;
+        slot.with(|cell| *cell.borrow_mut() = Some(instance));
+        Ok(())
+    }
+
+    /// Implements `transformer.process`.
+    pub fn process<T: Transform>(
+        slot: &'static Slot<T>,
+        batch: Vec<Event>,
+    ) -> Result<Vec<Outcome>, String> {
+        install_panic_hook();
+        slot.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let instance = guard.as_mut().ok_or_else(|| {
+                "plugin is not initialised: init was not called or failed".to_string()
+            })?;
+            run_batch(instance, batch)
+        })
+    }
+
+    /// Runs one batch and checks the one-outcome-per-event contract.
+    pub fn run_batch<T: Transform>(
+        instance: &mut T,
+        batch: Vec<Event>,
+    ) -> Result<Vec<Outcome>, String> {
+        let expected = batch.len();
+        let outcomes = instance.process_batch(batch)?;
+        if outcomes.len() != expected {
+            return Err(format!(
+                "plugin returned {} outcomes for a batch of {expected} events",
+                outcomes.len()
+            ));
+        }
+        Ok(outcomes)
+    }
+
+    /// Routes panic messages to the host log (error level, one line:
+    /// `plugin panicked at FILE:LINE:COL: MESSAGE`) before the instance traps.
+    /// Installed once, on the first `init` or `process` call; wasm32 only.
+    fn install_panic_hook() {
+        #[cfg(target_arch = "wasm32")]
+        {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                std::panic::set_hook(Box::new(|info| {
+                    let message = info
+                        .payload_as_str()
+                        .unwrap_or("(non-string panic payload)");
+                    let line = match info.location() {
+                        Some(at) => format!(
+                            "plugin panicked at {}:{}:{}: {message}",
+                            at.file(),
+                            at.line(),
+                            at.column()
+                        ),
+                        None => format!("plugin panicked: {message}"),
+                    };
+                    crate::log::error(&line);
+                }));
+            });
+        }
+    }
+}
