@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use rdkafka::producer::Producer;
 
 use crate::admin::{self, AdminState, StageState, StatusBoard};
 use crate::config::LoadedConfig;
@@ -97,7 +96,7 @@ pub async fn run_until(
     let ingest = match &config.ingest {
         Some(ingest_config) => {
             let producer = kafka.producer(ingest::ack_timeout(ingest_config))?;
-            let health = BrokerHealth::watch(producer.clone(), Duration::from_secs(1))?;
+            let health = BrokerHealth::watch(kafka.reader()?, Duration::from_secs(1))?;
             Some((
                 Arc::new(Ingest::new(
                     &loaded,
@@ -112,10 +111,7 @@ pub async fn run_until(
     };
     let health = match &ingest {
         Some((_, health)) => health.clone(),
-        None => BrokerHealth::watch(
-            kafka.producer(Duration::from_secs(10))?,
-            Duration::from_secs(1),
-        )?,
+        None => BrokerHealth::watch(kafka.reader()?, Duration::from_secs(1))?,
     };
     let token = config
         .admin
@@ -162,8 +158,9 @@ pub async fn run_until(
 
     tracing::info!("shutting down: draining stages");
     if let Some((ingest, _)) = &ingest {
-        let producer = ingest.producer().clone();
-        let flushed = tokio::task::spawn_blocking(move || producer.flush(DRAIN_BOUND)).await;
+        let ingest = ingest.clone();
+        let flushed =
+            tokio::task::spawn_blocking(move || ingest.producer().flush(DRAIN_BOUND)).await;
         if !matches!(flushed, Ok(Ok(()))) {
             tracing::warn!("ingest producer did not flush within the drain bound");
         }

@@ -9,8 +9,10 @@ use crate::schema::LoadedSchema;
 /// Check a configuration file and everything it references; returns the
 /// loaded config when there is no problem.
 pub fn validate(path: &Path) -> Result<LoadedConfig, Diagnostics> {
-    let loaded = config::load(path)?;
-    let mut problems = Diagnostics::default();
+    let (loaded, mut problems) = config::load_checked(path);
+    let Some(loaded) = loaded else {
+        return Err(problems);
+    };
     check_schemas(&loaded, &mut problems);
     crate::runtime::check_plugins(&loaded, &mut problems);
     problems.into_result()?;

@@ -60,20 +60,40 @@ fn resolve_against(base: &Path, p: &Path) -> PathBuf {
 /// Semantic checks that need other files (schemas, plugins) are not run here;
 /// see [`crate::validate`] for the full `sluice validate` pass.
 pub fn load(path: &Path) -> Result<LoadedConfig, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics::from(Diagnostic::file_level(
-            path,
-            format!("cannot read config file: {e}"),
-        ))
-    })?;
-    parse_str(&text, path)
+    let (loaded, problems) = load_checked(path);
+    problems.into_result()?;
+    loaded.ok_or_else(|| Diagnostics::from(Diagnostic::file_level(path, "no configuration".into())))
+}
+
+/// Read and parse `path`: the typed configuration whenever the file could
+/// be deserialized (even if it has problems, so later checks can still run)
+/// and every problem found.
+pub fn load_checked(path: &Path) -> (Option<LoadedConfig>, Diagnostics) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_checked(&text, path),
+        Err(e) => (
+            None,
+            Diagnostics::from(Diagnostic::file_level(
+                path,
+                format!("cannot read config file: {e}"),
+            )),
+        ),
+    }
 }
 
 /// Parse configuration text; `path` is used for messages and relative paths.
 pub fn parse_str(text: &str, path: &Path) -> Result<LoadedConfig, Diagnostics> {
-    let source = Source { path, text };
-    let document = DeTable::parse(text).map_err(|e| source.toml_error(&e, ""))?;
+    let (loaded, problems) = parse_checked(text, path);
+    problems.into_result()?;
+    loaded.ok_or_else(|| Diagnostics::from(Diagnostic::file_level(path, "no configuration".into())))
+}
 
+fn parse_checked(text: &str, path: &Path) -> (Option<LoadedConfig>, Diagnostics) {
+    let source = Source { path, text };
+    let document = match DeTable::parse(text) {
+        Ok(document) => document,
+        Err(e) => return (None, source.toml_error(&e, "")),
+    };
     let mut problems = Diagnostics::default();
     let mut unknown: Vec<Vec<Segment>> = Vec::new();
     let deserializer = toml::de::Deserializer::from(document.clone());
@@ -93,22 +113,22 @@ pub fn parse_str(text: &str, path: &Path) -> Result<LoadedConfig, Diagnostics> {
                 .and_then(|span| key_at(document.get_ref(), &span))
                 .unwrap_or_default();
             problems.extend(source.toml_error(&e, &key));
-            return Err(problems);
+            return (None, problems);
         }
     };
     model::check(&config, &source, &mut problems);
-    problems.into_result()?;
     let base_dir = path
         .parent()
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
-    Ok(LoadedConfig {
+    let loaded = LoadedConfig {
         config,
         path: path.to_path_buf(),
         base_dir,
         text: text.to_string(),
-    })
+    };
+    (Some(loaded), problems)
 }
 
 /// The text being checked, to turn byte spans into line and column.

@@ -22,15 +22,20 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use futures::StreamExt;
 use futures::future::join_all;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureRecord;
 use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 
 use crate::config::{AckMode, IngestConfig, LoadedConfig, interpolate_env};
-use crate::kafka::BrokerHealth;
+use crate::kafka::{BrokerHealth, Producer};
 use crate::schema::{LoadedSchema, SchemaSet};
+
+/// Oversized bodies up to this multiple of `max_body_bytes` are read and
+/// discarded before the 413, so ordinary HTTP clients see the answer.
+const DRAIN_FACTOR: usize = 8;
 
 /// One `[[ingest.route]]`, resolved.
 #[derive(Debug)]
@@ -53,7 +58,7 @@ struct Prepared {
 pub struct Ingest {
     routes: Vec<Route>,
     schemas: SchemaSet,
-    producer: FutureProducer,
+    producer: Producer,
     health: BrokerHealth,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
@@ -71,7 +76,7 @@ impl Ingest {
     pub fn new(
         loaded: &LoadedConfig,
         config: &IngestConfig,
-        producer: FutureProducer,
+        producer: Producer,
         health: BrokerHealth,
     ) -> anyhow::Result<Self> {
         let mut schemas = SchemaSet::default();
@@ -130,7 +135,7 @@ impl Ingest {
     }
 
     /// The producer, to flush on shutdown.
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &Producer {
         &self.producer
     }
 
@@ -164,12 +169,29 @@ impl Ingest {
         let too_large = ApiError::TooLarge {
             limit: self.max_body_bytes,
         };
-        if declared.is_some_and(|n| n > self.max_body_bytes) {
+        let mut stream = body.into_data_stream();
+        let mut collected = Vec::with_capacity(declared.unwrap_or(0).min(self.max_body_bytes));
+        let mut seen = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| ApiError::Invalid {
+                message: "the request body could not be read".into(),
+                rejected: Vec::new(),
+            })?;
+            seen += chunk.len();
+            if seen > self.max_body_bytes || declared.is_some_and(|n| n > self.max_body_bytes) {
+                // Drain a moderately oversized body so the client reads the
+                // 413 instead of a connection reset; give up past a bound.
+                if seen > self.max_body_bytes.saturating_mul(DRAIN_FACTOR) {
+                    return Err(too_large);
+                }
+                continue;
+            }
+            collected.extend_from_slice(&chunk);
+        }
+        if seen > self.max_body_bytes {
             return Err(too_large);
         }
-        axum::body::to_bytes(body, self.max_body_bytes)
-            .await
-            .map_err(|_| too_large)
+        Ok(Bytes::from(collected))
     }
 
     fn unavailable(&self, message: impl Into<String>) -> ApiError {
@@ -240,6 +262,7 @@ impl Ingest {
                 self.unavailable("too many events in flight to the broker; nothing was written")
             })?;
         self.report_in_flight();
+        let producer = self.producer.get();
         let mut deliveries = Vec::with_capacity(count);
         let mut enqueue_error = None;
         for event in events {
@@ -248,7 +271,7 @@ impl Ingest {
             if let Some(key) = &event.key {
                 record = record.key(key);
             }
-            match self.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((e, _)) => {
                     enqueue_error = Some(e);
@@ -281,7 +304,7 @@ impl Ingest {
         match failure {
             None => Ok(count),
             Some(e) => {
-                if is_broker_unreachable(&e) {
+                if self.producer.on_failure(&producer, &e) {
                     self.health.mark_unreachable();
                 }
                 tracing::warn!(error = %e, "broker did not acknowledge ingest records");
@@ -323,18 +346,6 @@ impl Ingest {
             }
         }
     }
-}
-
-fn is_broker_unreachable(e: &KafkaError) -> bool {
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::MessageTimedOut
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::RequestTimedOut
-        )
-    )
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 
 /// Whether the broker answered the last metadata request.
 #[derive(Clone, Debug)]
@@ -15,8 +15,10 @@ pub struct BrokerHealth {
 }
 
 impl BrokerHealth {
-    /// Start watching: a metadata request every `interval`.
-    pub fn watch(producer: FutureProducer, interval: Duration) -> std::io::Result<Self> {
+    /// Start watching: a metadata request every `interval` through `client`,
+    /// a client of its own (a producer's client would keep that producer
+    /// alive after it was replaced).
+    pub fn watch(client: BaseConsumer, interval: Duration) -> std::io::Result<Self> {
         let health = Self {
             reachable: Arc::new(AtomicBool::new(true)),
         };
@@ -25,8 +27,7 @@ impl BrokerHealth {
             .name("sluice-broker-health".into())
             .spawn(move || {
                 loop {
-                    let ok = producer
-                        .client()
+                    let ok = client
                         .fetch_metadata(None, interval.max(Duration::from_millis(500)))
                         .map(|m| !m.brokers().is_empty())
                         .unwrap_or(false);

@@ -6,10 +6,12 @@
 
 mod embedded;
 mod health;
+mod producer;
 mod tail;
 
 pub use embedded::EmbeddedBroker;
 pub use health::BrokerHealth;
+pub use producer::{Producer, is_broker_unreachable};
 pub use tail::{Tail, TailRecord};
 
 use std::time::Duration;
@@ -19,7 +21,6 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::FromClientConfig;
-use rdkafka::producer::FutureProducer;
 
 use crate::config::KafkaConfig;
 
@@ -84,7 +85,7 @@ impl Kafka {
 
     /// An idempotent producer (`enable.idempotence=true`, `acks=all`) whose
     /// deliveries fail after `delivery_timeout` instead of retrying forever.
-    pub fn producer(&self, delivery_timeout: Duration) -> anyhow::Result<FutureProducer> {
+    pub fn producer(&self, delivery_timeout: Duration) -> anyhow::Result<Producer> {
         let mut config = self.client_config();
         config
             .set("enable.idempotence", "true")
@@ -102,7 +103,7 @@ impl Kafka {
                 "compression.type",
                 setting_or(&self.settings, "compression.type", "lz4"),
             );
-        config.create().context("cannot create Kafka producer")
+        Producer::new(config)
     }
 
     /// A consumer in `group` with auto-commit off: the caller commits after

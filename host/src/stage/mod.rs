@@ -23,11 +23,11 @@ use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 
 use crate::admin::{StageState, StatusBoard};
 use crate::config::{LoadedConfig, StageConfig};
-use crate::kafka::Kafka;
+use crate::kafka::{Kafka, Producer};
 use crate::runtime::{Chain, Link, Runtime, TransformPlugin, plugin_config_json, plugin_path};
 use crate::schema::SchemaSet;
 
@@ -46,7 +46,7 @@ pub struct Stage {
     chain: Chain,
     schemas: Arc<SchemaSet>,
     consumer: BaseConsumer,
-    producer: FutureProducer,
+    producer: Producer,
 }
 
 impl Stage {
@@ -225,6 +225,7 @@ impl Stage {
         let mut pending: Vec<&Record> = records.iter().collect();
         let mut backoff = Duration::from_millis(100);
         loop {
+            let producer = self.producer.get();
             let deliveries: Vec<_> = pending
                 .iter()
                 .map(|record| {
@@ -236,14 +237,22 @@ impl Stage {
                         future = future.timestamp(ts);
                     }
                     future = future.headers(headers(&record.headers));
-                    self.producer.send_result(future).map_err(|(e, _)| e)
+                    producer.send_result(future).map_err(|(e, _)| e)
                 })
                 .collect();
             let results: Vec<bool> = deliveries
                 .into_iter()
-                .map(|d| match d {
-                    Ok(delivery) => matches!(block_on(delivery), Ok(Ok(_))),
-                    Err(_) => false,
+                .map(|d| {
+                    let error = match d {
+                        Ok(delivery) => match block_on(delivery) {
+                            Ok(Ok(_)) => return true,
+                            Ok(Err((e, _))) => e,
+                            Err(_) => rdkafka::error::KafkaError::Canceled,
+                        },
+                        Err(e) => e,
+                    };
+                    self.producer.on_failure(&producer, &error);
+                    false
                 })
                 .collect();
             pending = pending

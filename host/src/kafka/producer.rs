@@ -1,0 +1,90 @@
+//! A replaceable idempotent producer.
+//!
+//! After a delivery times out, librdkafka's idempotent producer bumps its
+//! epoch (KIP-360) when the broker returns. Not every Kafka-protocol broker
+//! handles that (tansu 0.6 loses its storage task), and a producer that
+//! cannot re-establish its idempotence state stalls every later send. So
+//! when a delivery fails because the broker is unreachable, the producer is
+//! replaced by a fresh one (new producer id). Records the old one had not
+//! delivered were never acknowledged, so their senders were told (503, or
+//! a stage retry): at-least-once holds.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::FutureProducer;
+
+/// An idempotent producer that can be swapped after broker outages.
+pub struct Producer {
+    config: ClientConfig,
+    current: RwLock<Arc<FutureProducer>>,
+}
+
+impl Producer {
+    /// Build from a complete client configuration.
+    pub(super) fn new(config: ClientConfig) -> anyhow::Result<Self> {
+        let producer: FutureProducer = config.create().context("cannot create Kafka producer")?;
+        Ok(Self {
+            config,
+            current: RwLock::new(Arc::new(producer)),
+        })
+    }
+
+    /// The producer to send with now.
+    pub fn get(&self) -> Arc<FutureProducer> {
+        match self.current.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Note a failed delivery through `used`. If the failure means the
+    /// broker was unreachable and `used` is still current, replace it.
+    /// Returns true when the producer was replaced.
+    pub fn on_failure(&self, used: &Arc<FutureProducer>, error: &KafkaError) -> bool {
+        if !is_broker_unreachable(error) {
+            return false;
+        }
+        let fresh: FutureProducer = match self.config.create() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create a replacement producer");
+                return false;
+            }
+        };
+        let mut current = match self.current.write() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !Arc::ptr_eq(&current, used) {
+            return false;
+        }
+        tracing::warn!(error = %error, "delivery failed while the broker was unreachable: replacing the producer");
+        *current = Arc::new(fresh);
+        true
+    }
+
+    /// Flush the current producer.
+    pub fn flush(&self, timeout: Duration) -> anyhow::Result<()> {
+        use rdkafka::producer::Producer as _;
+        self.get().flush(timeout).context("producer flush")
+    }
+}
+
+/// True for errors that mean the broker did not answer in time.
+pub fn is_broker_unreachable(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::PurgeQueue
+                | RDKafkaErrorCode::PurgeInflight
+        )
+    )
+}
