@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this).
+#
+# Installs what it needs idempotently and caches everything slow outside the
+# clone, under ~/.cache/sluice: the wasm32-wasip2 target, the tansu broker,
+# the Cargo target directories. Then: plugin unit tests, plugin builds, host
+# unit tests, and integration tests against a real tansu broker process (and
+# PostgreSQL at 127.0.0.1:5432, started if it is down).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache="${SLUICE_CACHE:-$HOME/.cache/sluice}"
+mkdir -p "$cache"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "toolchain"
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+step "tansu broker"
+bash scripts/install-tansu.sh
+
+step "PostgreSQL"
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+
+step "plugins: unit tests and wasm32-wasip2 builds"
+export CARGO_TARGET_DIR="$cache/plugins-target"
+(cd plugins && cargo test --quiet)
+bash plugins/build.sh
+(cd examples/plugin-template && cargo test --quiet)
+
+step "host: build"
+export CARGO_TARGET_DIR="$cache/target"
+cargo build --release -p sluice-host
+
+step "host: unit and integration tests"
+cargo test --release --workspace -- ${SLUICE_TEST_ARGS:-}

@@ -1,0 +1,354 @@
+//! `sluice-bench`: load benchmarks against a real tansu broker, each reported
+//! as a ratio to a baseline measured in the same run on the same broker
+//! (these machines are noisy; absolute numbers drift, ratios much less).
+//!
+//! ```sh
+//! bash scripts/bench.sh ingest    # HTTP ingest vs the raw librdkafka producer
+//! bash scripts/bench.sh stage     # a 3-plugin stage vs raw consume→produce
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde_json::Value;
+use sluice::schema::LoadedSchema;
+use sluice_tests::{Broker, Sluice, free_port, repo_path, sample_event};
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "ingest".into());
+    let scale: f64 = std::env::var("SLUICE_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    match which.as_str() {
+        "ingest" => ingest(scale).await,
+        "stage" => stage(scale).await,
+        other => bail!("unknown benchmark `{other}`: use ingest or stage"),
+    }
+}
+
+fn scaled(n: usize, scale: f64) -> usize {
+    ((n as f64) * scale).max(1.0) as usize
+}
+
+fn schema() -> anyhow::Result<LoadedSchema> {
+    LoadedSchema::from_file(&repo_path("schemas/telemetry_event.avsc"))
+}
+
+fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .context("producer")
+}
+
+/// Raw librdkafka: produce pre-encoded records as fast as acks come back.
+async fn raw_produce(
+    bootstrap: &str,
+    topic: &str,
+    payloads: &[(String, Vec<u8>)],
+) -> anyhow::Result<f64> {
+    let producer = producer(bootstrap)?;
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(payloads.len());
+    for (key, payload) in payloads {
+        loop {
+            match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+                Ok(d) => {
+                    deliveries.push(d);
+                    break;
+                }
+                Err((_, _)) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        }
+    }
+    for d in futures::future::join_all(deliveries).await {
+        d?.map_err(|(e, _)| e)?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    Ok(payloads.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+struct Load {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+}
+
+/// Send `requests` through `concurrency` connections; returns the rate of
+/// `unit`s (events) per second and request latency percentiles.
+async fn http_load(
+    bodies: Vec<(String, &'static str, Vec<u8>, usize)>,
+    concurrency: usize,
+) -> anyhow::Result<Load> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let histogram = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new(3)?));
+    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let units: usize = bodies.iter().map(|b| b.3).sum();
+    let started = Instant::now();
+    futures::stream::iter(bodies)
+        .for_each_concurrent(concurrency, |(url, content_type, body, _)| {
+            let client = client.clone();
+            let histogram = histogram.clone();
+            let errors = errors.clone();
+            async move {
+                let t = Instant::now();
+                let ok = client
+                    .post(url)
+                    .header("content-type", content_type)
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status() == 202)
+                    .unwrap_or(false);
+                if !ok {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if let Ok(mut h) = histogram.lock() {
+                    let _ = h.record(t.elapsed().as_micros() as u64);
+                }
+            }
+        })
+        .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let h = histogram.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    Ok(Load {
+        per_second: units as f64 / elapsed,
+        p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+async fn ingest(scale: f64) -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    broker.create_topic("bench.raw", 3)?;
+    broker.create_topic("telemetry.events", 3)?;
+    let schema = schema()?;
+    let events: Vec<Value> = (0..scaled(100_000, scale))
+        .map(|i| sample_event(i, 1000))
+        .collect();
+    let payloads: Vec<(String, Vec<u8>)> = events
+        .iter()
+        .map(|e| {
+            Ok((
+                e["entity_id"].as_str().unwrap_or_default().to_string(),
+                schema.encode_json(e)?,
+            ))
+        })
+        .collect::<Result<_, sluice::schema::FieldError>>()
+        .map_err(anyhow::Error::msg)?;
+    let avg_json = events.iter().map(|e| e.to_string().len()).sum::<usize>() / events.len();
+    let avg_avro = payloads.iter().map(|p| p.1.len()).sum::<usize>() / payloads.len();
+    println!(
+        "events: {} (JSON ~{avg_json} B, framed Avro ~{avg_avro} B), broker: tansu 0.6.0 sqlite, 3 partitions",
+        events.len()
+    );
+
+    let raw = raw_produce(&broker.bootstrap(), "bench.raw", &payloads).await?;
+    println!("baseline  raw idempotent librdkafka producer: {raw:>10.0} events/s");
+
+    let port = free_port();
+    let config = format!(
+        "[kafka]\nbrokers = \"{}\"\n[ingest]\nlisten = \"127.0.0.1:{port}\"\nmax_in_flight = 1000000\n[[ingest.route]]\ntopic = \"telemetry.events\"\nschema = \"{{schemas}}/telemetry_event.avsc\"\n",
+        broker.bootstrap()
+    );
+    let sluice = Sluice::start(&config, port)?;
+    let batch_url = format!("{}/v1/events/batch", sluice.url);
+    let batch_bodies: Vec<_> = events
+        .chunks(500)
+        .map(|chunk| {
+            let body: String = chunk.iter().map(|e| format!("{e}\n")).collect();
+            (
+                batch_url.clone(),
+                "application/x-ndjson",
+                body.into_bytes(),
+                chunk.len(),
+            )
+        })
+        .collect();
+    let batch = http_load(batch_bodies, 8).await?;
+    println!(
+        "sluice    batch POST (500/req, 8 conns):      {:>10.0} events/s  p50 {:.1} ms  p99 {:.1} ms  errors {}  ratio {:.2}x raw",
+        batch.per_second,
+        batch.p50_ms,
+        batch.p99_ms,
+        batch.errors,
+        batch.per_second / raw
+    );
+    let single_url = format!("{}/v1/events", sluice.url);
+    let singles: Vec<_> = events
+        .iter()
+        .take(scaled(30_000, scale))
+        .map(|e| {
+            (
+                single_url.clone(),
+                "application/json",
+                e.to_string().into_bytes(),
+                1,
+            )
+        })
+        .collect();
+    let single = http_load(singles, 64).await?;
+    println!(
+        "sluice    single POST (64 conns):             {:>10.0} req/s     p50 {:.1} ms  p99 {:.1} ms  errors {}  ratio {:.2}x raw",
+        single.per_second,
+        single.p50_ms,
+        single.p99_ms,
+        single.errors,
+        single.per_second / raw
+    );
+    drop(sluice);
+    Ok(())
+}
+
+/// Raw consume→produce: read every record of `input` and write it unchanged
+/// to `output`, committing nothing: the floor any stage pays.
+fn raw_copy(bootstrap: &str, input: &str, output: &str, count: usize) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-raw-copy")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[input])?;
+    let producer = producer(bootstrap)?;
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(count);
+    while deliveries.len() < count {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m?;
+            let mut record = FutureRecord::to(output).payload(m.payload().unwrap_or_default());
+            if let Some(k) = m.key() {
+                record = record.key(k);
+            }
+            deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
+        }
+    }
+    for d in futures::executor::block_on(futures::future::join_all(deliveries)) {
+        d?.map_err(|(e, _)| e)?;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+fn topic_total(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    let mut total = 0;
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(5))?;
+            total += high - low;
+        }
+    }
+    Ok(total)
+}
+
+async fn stage(scale: f64) -> anyhow::Result<()> {
+    sluice_tests::plugins_built(&["filter", "redact", "enrich"])?;
+    let broker = Broker::start()?;
+    for (topic, partitions) in [("in", 3), ("raw.out", 3), ("out", 3), ("dlq", 1)] {
+        broker.create_topic(topic, partitions)?;
+    }
+    let count = scaled(100_000, scale);
+    let events: Vec<Value> = (0..count)
+        .map(|i| {
+            let mut e = sample_event(i, 1000);
+            e["severity"] = Value::from(if i % 10 == 0 { "DEBUG" } else { "INFO" });
+            e["attributes"]["email"] = Value::from(format!("user{}@example.com", i % 1000));
+            e["attributes"]["user_agent"] = Value::from(
+                "Mozilla/5.0 (X11; Linux x86_64; rv:118.0) Gecko/20100101 Firefox/118.0",
+            );
+            e
+        })
+        .collect();
+    sluice_tests::produce_events(&broker.bootstrap(), "in", &events).await?;
+    let size = schema()?
+        .encode_json(&events[0])
+        .map_err(anyhow::Error::msg)?
+        .len();
+    println!("events: {count} (framed Avro ~{size} B), broker: tansu 0.6.0 sqlite, 3 partitions");
+
+    let bootstrap = broker.bootstrap();
+    let raw =
+        tokio::task::spawn_blocking(move || raw_copy(&bootstrap, "in", "raw.out", count)).await??;
+    println!("baseline  raw consume→produce:                {raw:>10.0} events/s");
+
+    let port = free_port();
+    let config = format!(
+        r#"schemas = "{{schemas}}"
+[kafka]
+brokers = "{}"
+[admin]
+listen = "127.0.0.1:{port}"
+[plugins]
+dir = "{{plugins}}"
+[[stage]]
+name = "bench"
+input = "in"
+output = "out"
+dead_letter = "dlq"
+chain = ["filter", "redact", "enrich"]
+batch_size = 1000
+batch_wait_ms = 20
+[stage.config.filter]
+mode = "drop"
+rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
+[stage.config.redact]
+fields = ["attributes.email"]
+mode = "hash"
+salt = "bench"
+[stage.config.enrich]
+lookups = [{{ from = "source", to = "attributes.team", table = {{ web = "growth" }}, default = "unknown" }}]
+user_agent_from = "attributes.user_agent"
+user_agent_to = "attributes.ua_family"
+"#,
+        broker.bootstrap()
+    );
+    let expected = events.iter().filter(|e| e["severity"] != "DEBUG").count() as i64;
+    let started = Instant::now();
+    let sluice = Sluice::start(&config, port)?;
+    let mut first_output = None;
+    loop {
+        let done = topic_total(&broker.bootstrap(), "out")?;
+        if done > 0 && first_output.is_none() {
+            first_output = Some(Instant::now());
+        }
+        if done >= expected {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "stage did not finish: {done} of {expected}\n{}",
+                sluice.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let from_first = first_output.map(|t| t.elapsed()).unwrap_or_default();
+    let stage_rate = count as f64 / from_first.as_secs_f64();
+    println!(
+        "sluice    stage filter→redact→enrich:         {stage_rate:>10.0} events/s  (input events / time from first output to last; {:.1} s incl. start-up and group join)  ratio {:.2}x raw",
+        started.elapsed().as_secs_f64(),
+        stage_rate / raw
+    );
+    Ok(())
+}

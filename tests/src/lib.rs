@@ -1,0 +1,459 @@
+//! Test harness for Sluice's integration tests: a real tansu broker process
+//! on a free loopback port, the real `sluice` binary, and helpers to read
+//! topics back. Nothing here mocks Kafka.
+//!
+//! The tansu binary comes from `scripts/install-tansu.sh` (cached under
+//! `~/.cache/sluice/tansu`); `SLUICE_TANSU` overrides its path. The `sluice`
+//! binary is the release build next to the test executable; `SLUICE_BIN`
+//! overrides it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral loopback port")
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Create one named after `label`.
+    pub fn new(label: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "sluice-{label}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ rand_suffix()
+        ));
+        std::fs::create_dir_all(&path).expect("creating a temp dir");
+        Self(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}")
+}
+
+/// Path of the tansu broker binary.
+pub fn tansu_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("SLUICE_TANSU") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache/sluice/tansu/bin/tansu")
+}
+
+/// A tansu broker process with sqlite storage in a temp dir. Killed on drop.
+pub struct Broker {
+    port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Start a broker on a free port and wait until it accepts connections.
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = tansu_bin();
+        if !bin.is_file() {
+            bail!(
+                "tansu not found at {}; run scripts/install-tansu.sh (or set SLUICE_TANSU)",
+                bin.display()
+            );
+        }
+        let mut broker = Self {
+            port: free_port(),
+            dir: TempDir::new("tansu"),
+            child: None,
+        };
+        broker.restart()?;
+        Ok(broker)
+    }
+
+    /// `host:port` for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kill the broker process (data stays on disk).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start it again on the same port with the same data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::File::create(self.dir.path().join("tansu.log"))?;
+        let child = Command::new(tansu_bin())
+            .current_dir(self.dir.path())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start tansu")?;
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(20))
+    }
+
+    /// Create a topic with `partitions` partitions.
+    pub fn create_topic(&self, name: &str, partitions: u32) -> anyhow::Result<()> {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let output = Command::new(tansu_bin())
+            .current_dir(self.dir.path())
+            .args(["topic", "create", "--broker", &url, "--partitions"])
+            .arg(partitions.to_string())
+            .arg(name)
+            .output()
+            .context("cannot run tansu topic create")?;
+        if !output.status.success() {
+            bail!(
+                "tansu topic create {name} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Path of the `sluice` binary under test.
+pub fn sluice_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("SLUICE_BIN") {
+        return PathBuf::from(path);
+    }
+    // target/<profile>/deps/<test-exe> → target/<profile>/sluice
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    profile_dir.join("sluice")
+}
+
+/// Path of a file in the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+/// A running `sluice run` process with its config in a temp dir. Killed on
+/// drop; its log is kept in the temp dir and printed if a test fails.
+pub struct Sluice {
+    child: Option<Child>,
+    dir: TempDir,
+    config: PathBuf,
+    /// Base URL of its HTTP listener, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+}
+
+impl Sluice {
+    /// Write `config` (with `{schemas}` and `{plugins}` replaced by the
+    /// repository's directories) and start `sluice run` on it. `port` is the
+    /// HTTP port the config listens on.
+    pub fn start(config: &str, port: u16) -> anyhow::Result<Self> {
+        let dir = TempDir::new("host");
+        let config_path = dir.path().join("sluice.toml");
+        let text = config
+            .replace("{schemas}", &repo_path("schemas").display().to_string())
+            .replace(
+                "{plugins}",
+                &repo_path("plugins/dist").display().to_string(),
+            );
+        std::fs::write(&config_path, text)?;
+        let mut sluice = Self {
+            child: None,
+            dir,
+            config: config_path,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        sluice.spawn()?;
+        wait_for_port(port, Duration::from_secs(60)).with_context(|| sluice.log())?;
+        Ok(sluice)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let bin = sluice_bin();
+        if !bin.is_file() {
+            bail!(
+                "sluice binary not found at {}; build it with `cargo build --release -p sluice-host`",
+                bin.display()
+            );
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("sluice.log"))?;
+        let child = Command::new(bin)
+            .args(["run", "-c"])
+            .arg(&self.config)
+            .env("SLUICE_LOG", "info,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start sluice")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Send SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Send SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("sluice did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sluice.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- sluice log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub value: Vec<u8>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Record timestamp, epoch milliseconds.
+    pub timestamp: Option<i64>,
+}
+
+impl Consumed {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Read every record of `topic` from the beginning until `expected` arrived
+/// or nothing new came for `idle`; returns them in per-partition offset order.
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    idle: Duration,
+) -> anyhow::Result<Vec<Consumed>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    if partitions == 0 {
+        bail!("topic {topic} has no partitions");
+    }
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while out.len() < expected && last.elapsed() < idle {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                out.push(Consumed {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    timestamp: m.timestamp().to_millis(),
+                });
+                last = Instant::now();
+            }
+            Some(Err(e)) => bail!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out.sort_by_key(|c| (c.partition, c.offset));
+    Ok(out)
+}
+
+/// A telemetry event as JSON, deterministic from its index.
+pub fn sample_event(i: usize, entities: usize) -> serde_json::Value {
+    let severities = ["DEBUG", "INFO", "WARN", "ERROR"];
+    let source = ["web", "checkout", "search"][i % 3];
+    let region = ["eu", "us", "ap"][i % 3];
+    serde_json::json!({
+        "event_id": format!("evt-{i:07}"),
+        "type": if i % 3 == 0 { "login" } else { "page_view" },
+        "source": source,
+        "entity_id": format!("user-{}", i % entities),
+        "occurred_at": 1_764_400_000_000i64 + i as i64,
+        "severity": severities[i % severities.len()],
+        "attributes": {"seq": i.to_string(), "region": region},
+        "trace_id": if i % 2 == 0 { serde_json::Value::Null } else { format!("trace-{i}").into() },
+    })
+}
+
+/// Produce telemetry events to `topic`, framed exactly as ingest frames them
+/// (Avro single-object encoding), keyed by entity id.
+pub async fn produce_events(
+    bootstrap: &str,
+    topic: &str,
+    events: &[serde_json::Value],
+) -> anyhow::Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let schema =
+        sluice::schema::LoadedSchema::from_file(&repo_path("schemas/telemetry_event.avsc"))?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()?;
+    let mut deliveries = Vec::with_capacity(events.len());
+    for event in events {
+        let payload = schema.encode_json(event).map_err(anyhow::Error::msg)?;
+        let key = event["entity_id"].as_str().unwrap_or_default().to_string();
+        let record = FutureRecord::to(topic).key(&key).payload(&payload);
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
+    }
+    for delivery in futures::future::join_all(deliveries).await {
+        delivery?.map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+/// Wait until `check` returns true, polling every 200 ms, or fail after
+/// `timeout` with `what` in the message.
+pub fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("timed out after {timeout:?} waiting for {what}")
+}
+
+/// True when the plugin components exist (built by `plugins/build.sh`).
+pub fn plugins_built(names: &[&str]) -> anyhow::Result<()> {
+    for name in names {
+        let path = repo_path(&format!("plugins/dist/{name}.wasm"));
+        if !path.is_file() {
+            bail!(
+                "{} missing: run `bash plugins/build.sh` first",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
