@@ -48,6 +48,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if std::env::var_os("SLUICE_KEEP_TMP").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -241,7 +245,10 @@ impl Sluice {
         let child = Command::new(bin)
             .args(["run", "-c"])
             .arg(&self.config)
-            .env("SLUICE_LOG", "info,rdkafka=warn")
+            .env(
+                "SLUICE_LOG",
+                std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -320,6 +327,74 @@ impl Consumed {
     }
 }
 
+/// Read every record `topic` holds now: each partition up to the high
+/// watermark it had when this started. Fails after `timeout`.
+pub fn read_all(bootstrap: &str, topic: &str, timeout: Duration) -> anyhow::Result<Vec<Consumed>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "sluice-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut remaining = 0i64;
+    let mut highs = std::collections::HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        remaining += high - low;
+        highs.insert(p, high);
+        assignment.add_partition_offset(topic, p, Offset::Offset(low))?;
+    }
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::with_capacity(remaining as usize);
+    while (out.len() as i64) < remaining {
+        if Instant::now() > deadline {
+            bail!(
+                "read {} of {remaining} records of {topic} within {timeout:?}",
+                out.len()
+            );
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) if m.offset() < highs.get(&m.partition()).copied().unwrap_or(0) => {
+                out.push(consumed(&m))
+            }
+            Some(Ok(_)) | None => {}
+            Some(Err(e)) => bail!("reading {topic}: {e}"),
+        }
+    }
+    out.sort_by_key(|c| (c.partition, c.offset));
+    Ok(out)
+}
+
+fn consumed(m: &rdkafka::message::BorrowedMessage<'_>) -> Consumed {
+    Consumed {
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers: m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        timestamp: m.timestamp().to_millis(),
+    }
+}
+
 /// Read every record of `topic` from the beginning until `expected` arrived
 /// or nothing new came for `idle`; returns them in per-partition offset order.
 pub fn read_topic(
@@ -352,26 +427,7 @@ pub fn read_topic(
     while out.len() < expected && last.elapsed() < idle {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                out.push(Consumed {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    headers: m
-                        .headers()
-                        .map(|h| {
-                            h.iter()
-                                .map(|h| {
-                                    (
-                                        h.key.to_string(),
-                                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                                    )
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    timestamp: m.timestamp().to_millis(),
-                });
+                out.push(consumed(&m));
                 last = Instant::now();
             }
             Some(Err(e)) => bail!("reading {topic}: {e}"),

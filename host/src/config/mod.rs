@@ -92,7 +92,15 @@ fn parse_checked(text: &str, path: &Path) -> (Option<LoadedConfig>, Diagnostics)
     let source = Source { path, text };
     let document = match DeTable::parse(text) {
         Ok(document) => document,
-        Err(e) => return (None, source.toml_error(&e, "")),
+        Err(e) => {
+            // Syntax errors carry no key path; name the text they point at.
+            let key = e
+                .span()
+                .and_then(|span| text.get(span))
+                .filter(|k| !k.is_empty() && k.len() <= 80 && !k.contains('\n'))
+                .unwrap_or_default();
+            return (None, source.toml_error(&e, key));
+        }
     };
     let mut problems = Diagnostics::default();
     let mut unknown: Vec<Vec<Segment>> = Vec::new();

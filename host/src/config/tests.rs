@@ -78,6 +78,17 @@ fn syntax_errors_have_a_position() {
 }
 
 #[test]
+fn duplicate_keys_are_named() {
+    let text = GOOD.replace("listen =", "max_in_flight = 5\nmax_in_flight = 6\nlisten =");
+    let problems = parse(&text).expect_err("duplicate").0;
+    assert_eq!(
+        (problems[0].line, problems[0].key.as_str()),
+        (7, "max_in_flight"),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn stage_checks() {
     let text = format!(
         "{GOOD}\n[[stage]]\nname = \"a\"\ninput = \"in\"\nconnections = [\"pg\"]\n\n[[stage]]\nname = \"a\"\ninput = \"in\"\noutput = \"out\"\n"
