@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds every plugin in this workspace as a WebAssembly component for
 # wasm32-wasip2 and copies each one to plugins/dist/NAME.wasm, where NAME is
-# the crate name without the `sluice-` prefix (filter.wasm, fixture-panic.wasm).
+# the crate name without the `sluice-` prefix (filter.wasm, fixture-panic.wasm),
+# plus examples/plugin-template as template.wasm.
 #
 #   bash plugins/build.sh              # from anywhere
 #   CARGO_TARGET_DIR=/tmp/t bash plugins/build.sh
@@ -48,6 +49,12 @@ for manifest in */Cargo.toml fixtures/*/Cargo.toml; do
   cp "$artifact" "$dist/$name.wasm"
   count=$((count + 1))
 done
+
+# The copyable template, built exactly as its README tells plugin authors.
+(cd "$here/../examples/plugin-template" && cargo build --target wasm32-wasip2 --release)
+template="$(sed -n 's/^name = "\(.*\)"$/\1/p' "$here/../examples/plugin-template/Cargo.toml" | head -n 1)"
+cp "$out_dir/${template//-/_}.wasm" "$dist/template.wasm"
+count=$((count + 1))
 
 echo "Components in $dist:"
 for file in "$dist"/*.wasm; do

@@ -35,4 +35,6 @@ export CARGO_TARGET_DIR="$cache/target"
 cargo build --release -p sluice-host
 
 step "host: unit and integration tests"
-cargo test --release --workspace -- ${SLUICE_TEST_ARGS:-}
+# One test at a time: each integration test runs its own broker and hosts,
+# and on 2 cores parallel tests starve tansu into group session timeouts.
+cargo test --release --workspace -- --test-threads=1 ${SLUICE_TEST_ARGS:-}

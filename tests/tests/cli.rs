@@ -71,3 +71,48 @@ fn unknown_subcommand_is_a_usage_error() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+fn validate_with_chain(plugin: &str) -> (bool, String) {
+    let dir = TempDir::new("validate-plugin");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"embedded\"\n[plugins]\ndir = \"{}\"\n[[stage]]\nname = \"s\"\ninput = \"in\"\noutput = \"out\"\nchain = [\"{plugin}\"]\n",
+            repo_path("plugins/dist").display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(sluice_bin())
+        .args(["validate", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_rejects_a_component_of_the_wrong_world_naming_the_export() {
+    let (ok, stderr) = validate_with_chain("fixture-wrong-world");
+    assert!(!ok);
+    assert!(stderr.contains("sluice:plugin/transformer"), "{stderr}");
+    assert!(stderr.contains("key `stage[0].chain`"), "{stderr}");
+}
+
+#[test]
+fn validate_runs_init_and_reports_its_error() {
+    let (ok, stderr) = validate_with_chain("fixture-bad-init");
+    assert!(!ok);
+    assert!(stderr.contains("bad-init: refusing to start"), "{stderr}");
+}
+
+#[test]
+fn validate_accepts_the_plugin_template_built_with_plain_cargo() {
+    // plugins/build.sh builds examples/plugin-template with
+    // `cargo build --target wasm32-wasip2 --release` and copies it here.
+    let (ok, stderr) = validate_with_chain("template");
+    assert!(ok, "{stderr}");
+}

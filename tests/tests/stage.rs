@@ -103,7 +103,7 @@ schemas = "{{schemas}}"
 [kafka]
 brokers = "{bootstrap}"
 [kafka.client]
-"session.timeout.ms" = "6000"
+"session.timeout.ms" = "8000"
 
 [admin]
 listen = "127.0.0.1:{port}"
@@ -382,11 +382,11 @@ async fn sigkill_mid_run_loses_nothing() -> anyhow::Result<()> {
         expected.len()
     );
 
-    // Restart once the killed member's session (6 s) has expired. tansu 0.6
+    // Restart once the killed member's session (8 s) has expired. tansu 0.6
     // hands a member that joins before then to the dead member as group
     // leader, which never assigns it partitions (Apache Kafka rebalances
     // instead); after expiry tansu evicts the dead member on the next join.
-    std::thread::sleep(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(10));
     let restarted = Sluice::start(&config, port)?;
     let set = schemas();
     let mut delivered = HashSet::new();

@@ -5,6 +5,7 @@
 //! ```sh
 //! bash scripts/bench.sh ingest    # HTTP ingest vs the raw librdkafka producer
 //! bash scripts/bench.sh stage     # a 3-plugin stage vs raw consume→produce
+//! bash scripts/bench.sh chain     # the 3-plugin chain in wasm vs the same rules native
 //! ```
 
 use std::sync::Arc;
@@ -31,7 +32,8 @@ async fn main() -> anyhow::Result<()> {
     match which.as_str() {
         "ingest" => ingest(scale).await,
         "stage" => stage(scale).await,
-        other => bail!("unknown benchmark `{other}`: use ingest or stage"),
+        "chain" => chain(scale),
+        other => bail!("unknown benchmark `{other}`: use ingest, stage or chain"),
     }
 }
 
@@ -351,4 +353,156 @@ user_agent_to = "attributes.ua_family"
         stage_rate / raw
     );
     Ok(())
+}
+
+const CHAIN_CONFIGS: [(&str, &str); 3] = [
+    (
+        "filter",
+        r#"{"mode":"drop","rules":[{"field":"severity","op":"equals","value":"DEBUG"}]}"#,
+    ),
+    (
+        "redact",
+        r#"{"fields":["attributes.email","attributes.ip"],"mode":"hash","salt":"bench"}"#,
+    ),
+    (
+        "enrich",
+        r#"{"lookups":[{"from":"source","to":"attributes.team","table":{"web":"growth","checkout":"payments"},"default":"unknown"}],"user_agent_from":"attributes.user_agent","user_agent_to":"attributes.ua_family"}"#,
+    ),
+];
+
+/// The same three rules, once as wasm components through the host's chain
+/// and once linked natively through the SDK's `Transform` impls, over the
+/// same JSON values (as the host hands them to plugins), batch 1000.
+fn chain(scale: f64) -> anyhow::Result<()> {
+    use sluice::runtime::bindings::Event as WasmEvent;
+    use sluice_sdk::Transform;
+    sluice_tests::plugins_built(&["filter", "redact", "enrich"])?;
+    let count = scaled(200_000, scale);
+    let values: Vec<Vec<u8>> = (0..count)
+        .map(|i| {
+            let mut e = sample_event(i, 1000);
+            e["severity"] = Value::from(if i % 10 == 0 { "DEBUG" } else { "INFO" });
+            e["attributes"]["email"] = Value::from(format!("user{}@example.com", i % 1000));
+            e["attributes"]["ip"] = Value::from(format!("10.0.{}.{}", i % 200, i % 250));
+            e["attributes"]["user_agent"] = Value::from(
+                "Mozilla/5.0 (X11; Linux x86_64; rv:118.0) Gecko/20100101 Firefox/118.0",
+            );
+            serde_json::to_vec(&e)
+        })
+        .collect::<Result<_, _>>()?;
+    println!(
+        "events: {count} (JSON ~{} B), batch 1000, one core",
+        values[0].len()
+    );
+
+    // Native: same rule code, same per-plugin JSON handling, no sandbox.
+    let mut filter = sluice_filter::Filter::init(
+        sluice_sdk::Config::from_json_str(CHAIN_CONFIGS[0].1).map_err(anyhow::Error::msg)?,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut redact = sluice_redact::Redact::init(
+        sluice_sdk::Config::from_json_str(CHAIN_CONFIGS[1].1).map_err(anyhow::Error::msg)?,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut enrich = sluice_enrich::Enrich::init(
+        sluice_sdk::Config::from_json_str(CHAIN_CONFIGS[2].1).map_err(anyhow::Error::msg)?,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let started = Instant::now();
+    let mut native_out = 0usize;
+    for chunk in values.chunks(1000) {
+        let mut batch: Vec<sluice_sdk::Event> = chunk
+            .iter()
+            .map(|v| sluice_sdk::Event::new(v.clone()))
+            .collect();
+        // Like the wasm path, each rule gets its own copy of the batch (there,
+        // the copy into the component's memory) and the host keeps the input.
+        let outcomes = filter
+            .process_batch(batch.clone())
+            .map_err(anyhow::Error::msg)?;
+        batch = apply_native(batch, outcomes);
+        let outcomes = redact
+            .process_batch(batch.clone())
+            .map_err(anyhow::Error::msg)?;
+        batch = apply_native(batch, outcomes);
+        let outcomes = enrich
+            .process_batch(batch.clone())
+            .map_err(anyhow::Error::msg)?;
+        batch = apply_native(batch, outcomes);
+        native_out += batch.len();
+    }
+    let native = count as f64 / started.elapsed().as_secs_f64();
+
+    // Wasm: the host's chain with the sandbox on (epoch deadline, memory cap).
+    let runtime = sluice::runtime::Runtime::new(None)?;
+    let limits = sluice::config::Limits {
+        timeout_ms: 5_000,
+        memory_mb: 256,
+    };
+    let links = CHAIN_CONFIGS
+        .iter()
+        .map(|(name, config)| {
+            let plugin = sluice::runtime::TransformPlugin::load_file(
+                &runtime,
+                name,
+                &repo_path(&format!("plugins/dist/{name}.wasm")),
+            )?;
+            Ok(sluice::runtime::Link::new(
+                Arc::new(plugin),
+                (*config).to_string(),
+                limits,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut chain = sluice::runtime::Chain::new("bench", links, 0);
+    let started = Instant::now();
+    let mut wasm_out = 0usize;
+    for chunk in values.chunks(1000) {
+        let batch: Vec<WasmEvent> = chunk
+            .iter()
+            .map(|v| WasmEvent {
+                key: None,
+                value: v.clone(),
+                headers: Vec::new(),
+                timestamp_ms: None,
+                origin: None,
+                topic: None,
+            })
+            .collect();
+        let output = chain.run(batch);
+        anyhow::ensure!(
+            output.failures.is_empty(),
+            "chain failures: {:?}",
+            output.failures.first()
+        );
+        wasm_out += output.items.len();
+    }
+    let wasm = count as f64 / started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        wasm_out == native_out,
+        "wasm kept {wasm_out} events, native {native_out}"
+    );
+    println!("baseline  native filter→redact→enrich:        {native:>10.0} events/s");
+    println!(
+        "sluice    wasm   filter→redact→enrich:        {wasm:>10.0} events/s  ratio {:.2}x native",
+        wasm / native
+    );
+    Ok(())
+}
+
+/// Apply outcomes the way the host's chain does.
+fn apply_native(
+    batch: Vec<sluice_sdk::Event>,
+    outcomes: Vec<sluice_sdk::Outcome>,
+) -> Vec<sluice_sdk::Event> {
+    let mut next = Vec::with_capacity(batch.len());
+    for (event, outcome) in batch.into_iter().zip(outcomes) {
+        match outcome {
+            sluice_sdk::Outcome::Keep => next.push(event),
+            sluice_sdk::Outcome::Modify(new) => next.push(new),
+            sluice_sdk::Outcome::FanOut(new) => next.extend(new),
+            sluice_sdk::Outcome::Drop | sluice_sdk::Outcome::Fail(_) => {}
+        }
+    }
+    next
 }
