@@ -179,13 +179,20 @@ pub fn sluice_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("SLUICE_BIN") {
         return PathBuf::from(path);
     }
-    // target/<profile>/deps/<test-exe> → target/<profile>/sluice
+    // Test executables live in target/<profile>/deps, binaries such as
+    // sluice-bench in target/<profile>: look next to the exe, then one up.
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    profile_dir.join("sluice")
+    let dir = exe.parent().expect("exe directory");
+    [dir.join("sluice"), dir.join("../sluice")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "sluice binary not found next to {}: build it first with \
+                 `cargo build --release -p sluice-host` (scripts/test.sh does), or set SLUICE_BIN",
+                exe.display()
+            )
+        })
 }
 
 /// Path of a file in the repository.

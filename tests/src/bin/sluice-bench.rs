@@ -37,6 +37,45 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The broker a benchmark runs against: tansu (a real broker process, the
+/// default) or librdkafka's mock cluster hosted in this process
+/// (`SLUICE_BENCH_BROKER=mock`), which is fast enough to show Sluice's own
+/// costs instead of the broker's.
+enum BenchBroker {
+    Tansu(Broker),
+    Mock(rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>),
+}
+
+impl BenchBroker {
+    fn start() -> anyhow::Result<Self> {
+        match std::env::var("SLUICE_BENCH_BROKER").as_deref() {
+            Ok("mock") => Ok(Self::Mock(rdkafka::mocking::MockCluster::new(1)?)),
+            _ => Ok(Self::Tansu(Broker::start()?)),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Tansu(_) => "tansu 0.6.0 sqlite (separate process)",
+            Self::Mock(_) => "librdkafka mock cluster (in the bench process)",
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        match self {
+            Self::Tansu(b) => b.bootstrap(),
+            Self::Mock(m) => m.bootstrap_servers(),
+        }
+    }
+
+    fn create_topic(&self, name: &str, partitions: i32) -> anyhow::Result<()> {
+        match self {
+            Self::Tansu(b) => b.create_topic(name, partitions as u32),
+            Self::Mock(m) => Ok(m.create_topic(name, partitions, 1)?),
+        }
+    }
+}
+
 fn scaled(n: usize, scale: f64) -> usize {
     ((n as f64) * scale).max(1.0) as usize
 }
@@ -139,7 +178,7 @@ async fn http_load(
 }
 
 async fn ingest(scale: f64) -> anyhow::Result<()> {
-    let broker = Broker::start()?;
+    let broker = BenchBroker::start()?;
     broker.create_topic("bench.raw", 3)?;
     broker.create_topic("telemetry.events", 3)?;
     let schema = schema()?;
@@ -159,8 +198,9 @@ async fn ingest(scale: f64) -> anyhow::Result<()> {
     let avg_json = events.iter().map(|e| e.to_string().len()).sum::<usize>() / events.len();
     let avg_avro = payloads.iter().map(|p| p.1.len()).sum::<usize>() / payloads.len();
     println!(
-        "events: {} (JSON ~{avg_json} B, framed Avro ~{avg_avro} B), broker: tansu 0.6.0 sqlite, 3 partitions",
-        events.len()
+        "events: {} (JSON ~{avg_json} B, framed Avro ~{avg_avro} B), broker: {}, 3 partitions",
+        events.len(),
+        broker.name()
     );
 
     let raw = raw_produce(&broker.bootstrap(), "bench.raw", &payloads).await?;
@@ -266,7 +306,7 @@ fn topic_total(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
 
 async fn stage(scale: f64) -> anyhow::Result<()> {
     sluice_tests::plugins_built(&["filter", "redact", "enrich"])?;
-    let broker = Broker::start()?;
+    let broker = BenchBroker::start()?;
     for (topic, partitions) in [("in", 3), ("raw.out", 3), ("out", 3), ("dlq", 1)] {
         broker.create_topic(topic, partitions)?;
     }
@@ -287,7 +327,10 @@ async fn stage(scale: f64) -> anyhow::Result<()> {
         .encode_json(&events[0])
         .map_err(anyhow::Error::msg)?
         .len();
-    println!("events: {count} (framed Avro ~{size} B), broker: tansu 0.6.0 sqlite, 3 partitions");
+    println!(
+        "events: {count} (framed Avro ~{size} B), broker: {}, 3 partitions",
+        broker.name()
+    );
 
     let bootstrap = broker.bootstrap();
     let raw =
