@@ -334,9 +334,8 @@ impl Consumed {
     }
 }
 
-/// Read every record `topic` holds now: each partition up to the high
-/// watermark it had when this started. Fails after `timeout`.
-pub fn read_all(bootstrap: &str, topic: &str, timeout: Duration) -> anyhow::Result<Vec<Consumed>> {
+/// A group-less reader of `topic` and the topic's partition ids.
+fn topic_reader(bootstrap: &str, topic: &str) -> anyhow::Result<(BaseConsumer, Vec<i32>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "sluice-test-reader")
@@ -348,6 +347,28 @@ pub fn read_all(bootstrap: &str, topic: &str, timeout: Duration) -> anyhow::Resu
         .iter()
         .flat_map(|t| t.partitions().iter().map(|p| p.id()))
         .collect();
+    if partitions.is_empty() {
+        bail!("topic {topic} has no partitions");
+    }
+    Ok((consumer, partitions))
+}
+
+/// How many records `topic` holds: the sum over partitions of high minus
+/// low watermark. Cheap, unlike reading them.
+pub fn topic_size(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
+    let (consumer, partitions) = topic_reader(bootstrap, topic)?;
+    let mut total = 0;
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        total += high - low;
+    }
+    Ok(total)
+}
+
+/// Read every record `topic` holds now: each partition up to the high
+/// watermark it had when this started. Fails after `timeout`.
+pub fn read_all(bootstrap: &str, topic: &str, timeout: Duration) -> anyhow::Result<Vec<Consumed>> {
+    let (consumer, partitions) = topic_reader(bootstrap, topic)?;
     let mut remaining = 0i64;
     let mut highs = std::collections::HashMap::new();
     let mut assignment = TopicPartitionList::new();
@@ -410,23 +431,10 @@ pub fn read_topic(
     expected: usize,
     idle: Duration,
 ) -> anyhow::Result<Vec<Consumed>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "sluice-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
-    if partitions == 0 {
-        bail!("topic {topic} has no partitions");
-    }
+    let (consumer, partitions) = topic_reader(bootstrap, topic)?;
     let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+    for p in partitions {
+        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
     let mut out = Vec::new();
@@ -490,7 +498,7 @@ pub async fn produce_events(
     Ok(())
 }
 
-/// Wait until `check` returns true, polling every 200 ms, or fail after
+/// Wait until `check` returns true, polling every second, or fail after
 /// `timeout` with `what` in the message.
 pub fn wait_until(
     timeout: Duration,
@@ -502,7 +510,7 @@ pub fn wait_until(
         if check() {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_secs(1));
     }
     bail!("timed out after {timeout:?} waiting for {what}")
 }
