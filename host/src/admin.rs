@@ -132,19 +132,22 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     }
 }
 
-fn authorized(state: &AdminState, headers: &axum::http::HeaderMap) -> Result<(), Response> {
+/// `None` when the request carries the admin token, else the answer to send.
+fn rejection(state: &AdminState, headers: &axum::http::HeaderMap) -> Option<Response> {
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match (&state.token, presented) {
-        (None, _) => Err((
+        (None, _) => Some(
+            (
             StatusCode::NOT_FOUND,
             axum::Json(serde_json::json!({"error": "admin_disabled", "message": "set [admin] token to enable /admin"})),
         )
             .into_response()),
-        (Some(token), Some(given)) if token.as_bytes() == given.trim().as_bytes() => Ok(()),
-        _ => Err((
+        (Some(token), Some(given)) if crate::ingest::constant_time_eq(token.as_bytes(), given.trim().as_bytes()) => None,
+        _ => Some(
+            (
             StatusCode::UNAUTHORIZED,
             [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
             axum::Json(serde_json::json!({"error": "unauthorized", "message": "send `Authorization: Bearer TOKEN`"})),
@@ -169,7 +172,7 @@ async fn tail(
     axum::extract::Query(query): axum::extract::Query<TailQuery>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Err(response) = authorized(&state, &headers) {
+    if let Some(response) = rejection(&state, &headers) {
         return response;
     }
     let Some(reader) = state.tail.clone() else {

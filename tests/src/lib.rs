@@ -460,13 +460,13 @@ pub fn sample_event(i: usize, entities: usize) -> serde_json::Value {
     let region = ["eu", "us", "ap"][i % 3];
     serde_json::json!({
         "event_id": format!("evt-{i:07}"),
-        "type": if i % 3 == 0 { "login" } else { "page_view" },
+        "type": if i.is_multiple_of(3) { "login" } else { "page_view" },
         "source": source,
         "entity_id": format!("user-{}", i % entities),
         "occurred_at": 1_764_400_000_000i64 + i as i64,
         "severity": severities[i % severities.len()],
         "attributes": {"seq": i.to_string(), "region": region},
-        "trace_id": if i % 2 == 0 { serde_json::Value::Null } else { format!("trace-{i}").into() },
+        "trace_id": if i.is_multiple_of(2) { serde_json::Value::Null } else { format!("trace-{i}").into() },
     })
 }
 

@@ -355,17 +355,17 @@ pub(super) fn check(config: &Config, source: &Source<'_>, problems: &mut Diagnos
     if let Some(ingest) = &config.ingest {
         check_ingest(ingest, source, problems);
     }
-    if let Some(listen) = &config.admin.listen {
-        if listen.get_ref().parse::<SocketAddr>().is_err() {
-            problems.push(source.spanned(
-                listen,
-                "admin.listen",
-                format!(
-                    "`{}` is not a listen address like 127.0.0.1:9090",
-                    listen.get_ref()
-                ),
-            ));
-        }
+    if let Some(listen) = &config.admin.listen
+        && listen.get_ref().parse::<SocketAddr>().is_err()
+    {
+        problems.push(source.spanned(
+            listen,
+            "admin.listen",
+            format!(
+                "`{}` is not a listen address like 127.0.0.1:9090",
+                listen.get_ref()
+            ),
+        ));
     }
     let mut names = BTreeSet::new();
     for (i, stage) in config.stages.iter().enumerate() {

@@ -54,10 +54,10 @@ impl Runtime {
                 }
             })
             .context("cannot start the epoch ticker")?;
-        if let Some(dir) = &cache_dir {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "component cache disabled");
-            }
+        if let Some(dir) = &cache_dir
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "component cache disabled");
         }
         Ok(Self {
             engine,
