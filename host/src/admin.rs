@@ -27,6 +27,8 @@ pub enum StageState {
     Retrying,
     /// Stopped after an error it cannot recover from.
     Failed,
+    /// Stopped on shutdown after committing its last batch.
+    Stopped,
 }
 
 /// The shared board where stages post their state.

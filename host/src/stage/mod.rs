@@ -123,7 +123,7 @@ impl Stage {
                     format!("consuming {}", self.input),
                 );
                 self.run(&board, &stop);
-                board.set(&self.name, StageState::Starting, "stopped");
+                board.set(&self.name, StageState::Stopped, "stopped");
             })
             .context("cannot start stage thread")
     }
@@ -224,6 +224,7 @@ impl Stage {
     fn deliver(&self, records: &[Record], board: &StatusBoard, stop: &AtomicBool) -> bool {
         let mut pending: Vec<&Record> = records.iter().collect();
         let mut backoff = Duration::from_millis(100);
+        let mut retried = false;
         loop {
             let producer = self.producer.get();
             let deliveries: Vec<_> = pending
@@ -261,6 +262,14 @@ impl Stage {
                 .filter_map(|(r, ok)| (!ok).then_some(r))
                 .collect();
             if pending.is_empty() {
+                if retried {
+                    board.set(
+                        &self.name,
+                        StageState::Running,
+                        format!("consuming {}", self.input),
+                    );
+                    tracing::info!(stage = %self.name, "output acknowledged again; resuming");
+                }
                 return true;
             }
             if stop.load(Ordering::SeqCst) {
@@ -274,13 +283,7 @@ impl Stage {
             tracing::warn!(stage = %self.name, pending = pending.len(), "output not acknowledged; retrying");
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
-            if pending.len() < records.len() / 2 + 1 {
-                board.set(
-                    &self.name,
-                    StageState::Running,
-                    format!("consuming {}", self.input),
-                );
-            }
+            retried = true;
         }
     }
 
