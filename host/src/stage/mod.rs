@@ -1,6 +1,8 @@
 //! Stages: a consumer group reading an input topic in batches, running the
 //! plugin chain, producing results and dead letters, and committing offsets
 //! only after every record of the batch was acknowledged (at-least-once).
+//! Commits are asynchronous while running and synchronous for the last batch
+//! on shutdown.
 //!
 //! Each stage runs on a thread of its own: plugin calls are synchronous
 //! (bounded by epoch interruption), and one batch is in flight at a time, so
@@ -47,6 +49,7 @@ pub struct Stage {
     schemas: Arc<SchemaSet>,
     consumer: BaseConsumer,
     producer: Producer,
+    last_commit: Option<TopicPartitionList>,
 }
 
 impl Stage {
@@ -103,6 +106,7 @@ impl Stage {
             schemas,
             consumer,
             producer,
+            last_commit: None,
             name,
         })
     }
@@ -150,6 +154,7 @@ impl Stage {
                 last_lag = Instant::now();
             }
         }
+        self.commit_last_sync();
         tracing::info!(stage = %self.name, "stage stopped");
     }
 
@@ -287,7 +292,10 @@ impl Stage {
         }
     }
 
-    fn commit(&self, batch: &Batch) {
+    /// Commit the batch's offsets. Asynchronously while running (the batch's
+    /// records are already acknowledged, so this saves a round trip without
+    /// weakening at-least-once); the last one again synchronously on stop.
+    fn commit(&mut self, batch: &Batch) {
         let mut offsets = TopicPartitionList::new();
         for ((topic, partition), offset) in batch.next_offsets() {
             if let Err(e) = offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))
@@ -296,10 +304,20 @@ impl Stage {
                 return;
             }
         }
-        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync) {
+        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
             // The partitions moved to another member, which re-reads from the
             // last commit: duplicates, never loss.
             tracing::warn!(stage = %self.name, error = %e, "offset commit failed; the batch may be redelivered");
+        }
+        self.last_commit = Some(offsets);
+    }
+
+    /// Make sure the last batch's commit reached the coordinator.
+    fn commit_last_sync(&mut self) {
+        if let Some(offsets) = self.last_commit.take()
+            && let Err(e) = self.consumer.commit(&offsets, CommitMode::Sync)
+        {
+            tracing::warn!(stage = %self.name, error = %e, "final offset commit failed; the last batch may be redelivered");
         }
     }
 
