@@ -13,6 +13,10 @@ mkdir -p "$cache"
 
 step() { printf '\n=== %s\n' "$*"; }
 
+# Every test runner's output also goes to this log, for the totals at the end.
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+
 step "toolchain"
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
@@ -26,9 +30,9 @@ fi
 
 step "plugins: unit tests and wasm32-wasip2 builds"
 export CARGO_TARGET_DIR="$cache/plugins-target"
-(cd plugins && cargo test --quiet)
+(cd plugins && cargo test --quiet) 2>&1 | tee -a "$results"
 bash plugins/build.sh
-(cd examples/plugin-template && cargo test --quiet)
+(cd examples/plugin-template && cargo test --quiet) 2>&1 | tee -a "$results"
 
 step "host: build"
 export CARGO_TARGET_DIR="$cache/target"
@@ -37,4 +41,8 @@ cargo build --release -p sluice-host
 step "host: unit and integration tests"
 # One test at a time: each integration test runs its own broker and hosts,
 # and on 2 cores parallel tests starve tansu into group session timeouts.
-cargo test --release --workspace -- --test-threads=1 ${SLUICE_TEST_ARGS:-}
+cargo test --release --workspace -- --test-threads=1 ${SLUICE_TEST_ARGS:-} 2>&1 | tee -a "$results"
+
+step "totals"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i - 1); if ($i == "failed;") f += $(i - 1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
