@@ -138,20 +138,22 @@ user_agent_to = "attributes.ua_family"
     )
 }
 
-fn topics(broker: &Broker) -> anyhow::Result<()> {
+/// A broker with topics `in`, `out` and `dlq`, and `total` events in `in`.
+async fn pipeline_inputs(total: usize) -> anyhow::Result<(Broker, Vec<Value>)> {
+    plugins_built(&["filter", "redact", "enrich"])?;
+    let broker = Broker::start()?;
     broker.create_topic("in", 3)?;
     broker.create_topic("out", 3)?;
-    broker.create_topic("dlq", 1)
+    broker.create_topic("dlq", 1)?;
+    let inputs: Vec<Value> = (0..total).map(event).collect();
+    produce_events(&broker.bootstrap(), "in", &inputs).await?;
+    Ok((broker, inputs))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chain_output_equals_an_independent_computation() -> anyhow::Result<()> {
-    plugins_built(&["filter", "redact", "enrich"])?;
-    let broker = Broker::start()?;
-    topics(&broker)?;
     let total = 20_000;
-    let inputs: Vec<Value> = (0..total).map(event).collect();
-    produce_events(&broker.bootstrap(), "in", &inputs).await?;
+    let (broker, inputs) = pipeline_inputs(total).await?;
     let port = free_port();
     let sluice = Sluice::start(&pipeline_config(&broker.bootstrap(), port, 500), port)?;
 
@@ -344,12 +346,8 @@ async fn misbehaving_plugins_cost_dead_letters_not_the_host() -> anyhow::Result<
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_run_loses_nothing() -> anyhow::Result<()> {
-    plugins_built(&["filter", "redact", "enrich"])?;
-    let broker = Broker::start()?;
-    topics(&broker)?;
     let total = 20_000;
-    let inputs: Vec<Value> = (0..total).map(event).collect();
-    produce_events(&broker.bootstrap(), "in", &inputs).await?;
+    let (broker, inputs) = pipeline_inputs(total).await?;
     let expected: HashSet<String> = inputs
         .iter()
         .filter(|e| e["severity"] != "DEBUG")
