@@ -124,11 +124,6 @@ impl Ingest {
             .with_state(self)
     }
 
-    /// Topics the routes produce to.
-    pub fn topics(&self) -> Vec<String> {
-        self.routes.iter().map(|r| r.topic.clone()).collect()
-    }
-
     /// Stop accepting new events (graceful shutdown): requests get 503.
     pub fn stop_accepting(&self) {
         self.accepting.store(false, Ordering::SeqCst);

@@ -48,13 +48,6 @@ impl BrokerHealth {
         Ok(health)
     }
 
-    /// A health that is always reachable (for tests of other parts).
-    pub fn always_up() -> Self {
-        Self {
-            reachable: Arc::new(AtomicBool::new(true)),
-        }
-    }
-
     /// True when the broker answered the last check.
     pub fn is_reachable(&self) -> bool {
         self.reachable.load(Ordering::SeqCst)

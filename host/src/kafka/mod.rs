@@ -62,16 +62,6 @@ impl Kafka {
         Ok(kafka)
     }
 
-    /// The `bootstrap.servers` list clients use.
-    pub fn bootstrap_servers(&self) -> &str {
-        &self.bootstrap
-    }
-
-    /// True when running on the in-memory embedded broker.
-    pub fn is_embedded(&self) -> bool {
-        self.embedded.is_some()
-    }
-
     /// Base client settings: bootstrap servers plus the operator's
     /// pass-through `[kafka.client]` settings (which win).
     pub fn client_config(&self) -> ClientConfig {

@@ -69,17 +69,6 @@ impl Link {
         }
     }
 
-    /// The plugin this link runs.
-    pub fn plugin(&self) -> &Arc<TransformPlugin> {
-        &self.plugin
-    }
-
-    /// Swap in another version; its first instance is created lazily.
-    pub fn replace(&mut self, plugin: Arc<TransformPlugin>) {
-        self.plugin = plugin;
-        self.instance = None;
-    }
-
     fn call(&mut self, stage: &str, batch: &[Event]) -> Result<Vec<Outcome>, String> {
         let instance = match self.instance.take() {
             Some(instance) => instance,
@@ -156,11 +145,6 @@ impl Chain {
             links,
             retries,
         }
-    }
-
-    /// The links, in order.
-    pub fn links_mut(&mut self) -> &mut [Link] {
-        &mut self.links
     }
 
     /// Names and versions, e.g. `filter@3f2a9c1b0d4e`.

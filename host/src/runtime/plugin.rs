@@ -247,7 +247,7 @@ impl TransformPlugin {
                 limits: limits_store,
                 denied: false,
             },
-            id: id.clone(),
+            id,
         };
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -265,7 +265,6 @@ impl TransformPlugin {
             ticks,
             bound,
             memory_mb: limits.memory_mb,
-            id,
         };
         instance.init(config)?;
         Ok(instance)
@@ -280,15 +279,9 @@ pub struct TransformInstance {
     ticks: u64,
     bound: Duration,
     memory_mb: u64,
-    id: Arc<PluginId>,
 }
 
 impl TransformInstance {
-    /// Who this instance is.
-    pub fn id(&self) -> &PluginId {
-        &self.id
-    }
-
     fn init(&mut self, config: &str) -> Result<(), CallError> {
         self.store.set_epoch_deadline(self.ticks);
         let result = self
