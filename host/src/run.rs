@@ -14,7 +14,7 @@ use crate::admin::{self, AdminState, StageState, StatusBoard};
 use crate::config::LoadedConfig;
 use crate::ingest::{self, Ingest};
 use crate::kafka::{BrokerHealth, Kafka};
-use crate::runtime::{Runtime, default_cache_dir};
+use crate::runtime::{Runtime, cache_dir};
 use crate::schema::SchemaSet;
 use crate::stage::Stage;
 
@@ -78,13 +78,7 @@ pub async fn run_until(
 
     let mut stage_threads = Vec::new();
     if !config.stages.is_empty() {
-        let cache = config
-            .plugins
-            .cache_dir
-            .clone()
-            .map(|d| loaded.resolve(&d))
-            .or_else(default_cache_dir);
-        let runtime = Runtime::new(cache)?;
+        let runtime = Runtime::new(cache_dir(&loaded))?;
         for stage_config in &config.stages {
             let name = stage_config.name.get_ref();
             board.set(name, StageState::Starting, "loading plugins");

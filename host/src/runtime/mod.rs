@@ -16,6 +16,18 @@ use std::path::PathBuf;
 
 use crate::config::{Diagnostics, LoadedConfig, StageConfig};
 
+/// The precompiled-component cache for this config: `[plugins] cache_dir`
+/// (relative to the file) or the per-user default.
+pub fn cache_dir(loaded: &LoadedConfig) -> Option<PathBuf> {
+    loaded
+        .config
+        .plugins
+        .cache_dir
+        .as_deref()
+        .map(|d| loaded.resolve(d))
+        .or_else(default_cache_dir)
+}
+
 /// Where the component for plugin `name` lives: `[plugins] dir/NAME.wasm`.
 pub fn plugin_path(loaded: &LoadedConfig, name: &str) -> PathBuf {
     loaded
@@ -39,7 +51,9 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
     if loaded.config.stages.is_empty() {
         return;
     }
-    let runtime = match Runtime::new(None) {
+    // The same cache as `sluice run`, which validates first: each component
+    // is compiled once, not once here and again at start-up.
+    let runtime = match Runtime::new(cache_dir(loaded)) {
         Ok(runtime) => runtime,
         Err(e) => {
             problems.push(crate::config::Diagnostic::file_level(
