@@ -264,6 +264,18 @@ impl Sluice {
         Ok(())
     }
 
+    /// Start `sluice run` on one of the repository's example configs
+    /// (`examples/NAME/sluice.toml`), moved to a free port and pointed at the
+    /// repository's schema and plugin directories.
+    pub fn start_example(name: &str) -> anyhow::Result<Self> {
+        let port = free_port();
+        let config = std::fs::read_to_string(repo_path(&format!("examples/{name}/sluice.toml")))?
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+            .replace("../../schemas", "{schemas}")
+            .replace("../../plugins/dist", "{plugins}");
+        Self::start(&config, port)
+    }
+
     /// Send SIGKILL.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -5,17 +5,12 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sluice_tests::{Sluice, free_port, plugins_built, repo_path};
+use sluice_tests::{Sluice, plugins_built, repo_path};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pipeline_example_cleans_events_on_the_embedded_broker() -> anyhow::Result<()> {
     plugins_built(&["filter", "redact", "enrich"])?;
-    let port = free_port();
-    let config = std::fs::read_to_string(repo_path("examples/pipeline/sluice.toml"))?
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-        .replace("../../schemas", "{schemas}")
-        .replace("../../plugins/dist", "{plugins}");
-    let sluice = Sluice::start(&config, port)?;
+    let sluice = Sluice::start_example("pipeline")?;
     let client = reqwest::Client::new();
     let events = std::fs::read_to_string(repo_path("examples/quickstart/events.ndjson"))?;
     let response = client

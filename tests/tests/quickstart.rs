@@ -2,15 +2,11 @@
 //! 202 for a valid event, 400 naming a missing field, 413, 415.
 
 use serde_json::Value;
-use sluice_tests::{Sluice, free_port, repo_path};
+use sluice_tests::{Sluice, repo_path};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn quickstart_serves_on_the_embedded_broker() -> anyhow::Result<()> {
-    let port = free_port();
-    let config = std::fs::read_to_string(repo_path("examples/quickstart/sluice.toml"))?
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-        .replace("../../schemas", "{schemas}");
-    let sluice = Sluice::start(&config, port)?;
+    let sluice = Sluice::start_example("quickstart")?;
     let client = reqwest::Client::new();
     let events = std::fs::read_to_string(repo_path("examples/quickstart/events.ndjson"))?;
     let first = events.lines().next().unwrap_or_default().to_string();
