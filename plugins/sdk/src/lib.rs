@@ -1,10 +1,16 @@
 //! # sluice-sdk
 //!
-//! The SDK for writing Sluice transform plugins in Rust. A plugin is a
-//! WebAssembly component built for `wasm32-wasip2` that exports the
-//! `sluice:plugin/transformer@0.1.0` interface of the `transform` world in
-//! `wit/sluice.wit`; this crate hides the generated bindings behind a small
-//! [`Transform`] trait.
+//! The SDK for writing Sluice plugins in Rust. A plugin is a WebAssembly
+//! component built for `wasm32-wasip2` that exports one world of
+//! `wit/sluice.wit`:
+//!
+//! * a **transform** (`sluice:plugin/transformer@0.1.0`, world `transform`):
+//!   implement [`Transform`] and use [`export_transform!`];
+//! * a **sink** (`sluice:plugin/sinker@0.1.0`, world `sink`): implement
+//!   [`Sink`], use [`export_sink!`], and write through [`sql`] and [`files`]
+//!   (see [Sinks](#sinks) below).
+//!
+//! This crate hides the generated bindings behind those small traits.
 //!
 //! The host hands a plugin batches of [`Event`]s whose value is UTF-8 JSON and
 //! expects exactly one [`Outcome`] per event, in input order. The SDK creates
@@ -105,6 +111,86 @@
 //! Build the component with `cargo build --target wasm32-wasip2 --release`;
 //! the crate must be a `cdylib` (add `rlib` too to keep native unit tests).
 //!
+//! ## Sinks
+//!
+//! A sink gets each batch once, after the stage's chain, and writes it out
+//! through capabilities the operator granted to the stage: named database
+//! connections ([`sql::write`], [`sql::create_table`]) and one directory
+//! ([`files::append`], [`files::size`], [`files::rename`]). The host commits
+//! the batch's offsets only after [`Sink::write`] returned `Ok`; an `Err`
+//! retries the batch and then dead-letters the events that keep failing.
+//! Delivery is at-least-once, so write idempotently: [`sql::write`] upserts on
+//! its key columns, and one [`files::append`] per batch writes all of it or
+//! nothing of it.
+//!
+//! A sink that stores each event's JSON value in a table keyed by `event_id`:
+//!
+//! ```
+//! use serde::Deserialize;
+//! use sluice_sdk::sql::{self, SqlValue, TableWrite};
+//! use sluice_sdk::{Config, Event, Sink};
+//!
+//! #[derive(Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Settings {
+//!     connection: String,
+//! }
+//!
+//! #[derive(Deserialize)]
+//! struct Head<'a> {
+//!     #[serde(borrow)]
+//!     event_id: std::borrow::Cow<'a, str>,
+//! }
+//!
+//! struct Archive {
+//!     connection: String,
+//! }
+//!
+//! impl Sink for Archive {
+//!     fn init(config: Config) -> Result<Self, String> {
+//!         let settings: Settings = config.parse()?;
+//!         Ok(Archive { connection: settings.connection })
+//!     }
+//!
+//!     fn write(&mut self, batch: Vec<Event>) -> Result<(), String> {
+//!         let mut rows = Vec::with_capacity(batch.len());
+//!         for (index, event) in batch.iter().enumerate() {
+//!             let head: Head = event
+//!                 .json()
+//!                 .map_err(|err| format!("event {index}: {err}"))?;
+//!             let value = event.value_str().map_err(|err| format!("event {index}: {err}"))?;
+//!             rows.push(vec![
+//!                 SqlValue::Text(head.event_id.into_owned()),
+//!                 SqlValue::Json(value.to_string()),
+//!             ]);
+//!         }
+//!         let written = sql::write(&TableWrite {
+//!             connection: self.connection.clone(),
+//!             table: "archive".into(),
+//!             columns: vec!["event_id".into(), "body".into()],
+//!             key_columns: vec!["event_id".into()],
+//!             rows,
+//!         })?;
+//!         sluice_sdk::counter_add("rows_written", written);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! // Exports the component's `sluice:plugin/sinker` interface.
+//! sluice_sdk::export_sink!(Archive);
+//!
+//! // Natively, `sql` and `files` are in-memory stand-ins that `testing` reads:
+//! sluice_sdk::testing::reset();
+//! sluice_sdk::testing::run_sink::<Archive>(
+//!     r#"{"connection":"warehouse"}"#,
+//!     vec![Event::new(r#"{"event_id":"e-1"}"#)],
+//! )
+//! .unwrap();
+//! let writes = sluice_sdk::testing::sql_writes();
+//! assert_eq!(writes[0].rows[0][0], SqlValue::Text("e-1".into()));
+//! assert_eq!(sluice_sdk::testing::counter("rows_written"), 1);
+//! ```
+//!
 //! ## Sandbox
 //!
 //! The host links WASI with an empty context: `std` works, but there are no
@@ -115,9 +201,10 @@
 //! ## Native builds
 //!
 //! The host imports exist only inside a component. When the target is not
-//! `wasm32`, [`log`] writes to stderr and [`counter_add`] records into a
-//! thread-local table that [`testing`] can read, so plugin logic is testable
-//! with a plain `cargo test`.
+//! `wasm32`, [`log`] writes to stderr, [`counter_add`] records into a
+//! thread-local table, [`sql`] records its requests and [`files`] works on an
+//! in-memory directory, all of which [`testing`] can read (and make fail), so
+//! plugin logic is testable with a plain `cargo test`.
 
 #![warn(missing_docs)]
 
@@ -127,10 +214,13 @@ extern crate self as sluice_sdk;
 
 mod config;
 mod event;
+pub mod files;
 pub mod log;
 mod outcome;
 mod path;
 mod select;
+mod sink;
+pub mod sql;
 pub mod testing;
 
 pub use config::Config;
@@ -140,6 +230,7 @@ pub use select::{Selected, Selector};
 pub use serde_json;
 /// Error returned when an event value is not the JSON a plugin expects.
 pub use serde_json::Error as JsonError;
+pub use sink::Sink;
 
 /// The raw bindings generated from `wit/sluice.wit` (world `transform`).
 ///
@@ -147,11 +238,11 @@ pub use serde_json::Error as JsonError;
 /// [`Header`], [`Origin`], [`Level`]) and [`export_transform!`] instead.
 #[doc(hidden)]
 pub mod bindings {
-    // Only the `transform` world is generated here. A `sink` world (or any
-    // other world of the package) can later get its own `generate!` in another
-    // module, reusing these types with `with: { "sluice:plugin/types@0.1.0":
-    // crate::bindings::sluice::plugin::types, ... }`; its export macro gets a
-    // different name (`__export_sink_impl`), so both can coexist.
+    // Only the `transform` world is generated here; the `sink` world has its
+    // own `generate!` in `sink_bindings`, reusing these types and the `host`
+    // import. Each world's export macro carries that world's exports in its
+    // own custom section, so a transform component never claims to export
+    // `sinker` (and vice versa); unused imports are dropped by wit-component.
     wit_bindgen::generate!({
         // The contract, shared with the host: `wit/` at the repository root.
         path: "../../wit",
@@ -159,6 +250,28 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export_transform_world",
         default_bindings_module: "::sluice_sdk::bindings",
+        runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
+        additional_derives: [PartialEq],
+    });
+}
+
+/// The raw bindings generated from `wit/sluice.wit` (world `sink`).
+///
+/// They reuse the `types` and `host` bindings of [`bindings`], so [`Event`]
+/// and [`log`] are the same in both worlds. Plugins normally use [`Sink`],
+/// [`export_sink!`], [`sql`] and [`files`] instead.
+#[doc(hidden)]
+pub mod sink_bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "sink",
+        with: {
+            "sluice:plugin/types@0.1.0": ::sluice_sdk::bindings::sluice::plugin::types,
+            "sluice:plugin/host@0.1.0": ::sluice_sdk::bindings::sluice::plugin::host,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_sink_world",
+        default_bindings_module: "::sluice_sdk::sink_bindings",
         runtime_path: "::sluice_sdk::__private::wit_bindgen::rt",
         additional_derives: [PartialEq],
     });
@@ -279,13 +392,14 @@ macro_rules! export_transform {
     };
 }
 
-/// Glue used by [`export_transform!`]; not part of the public API.
+/// Glue used by [`export_transform!`] and [`export_sink!`]; not part of the
+/// public API.
 #[doc(hidden)]
 pub mod __private {
     use std::cell::RefCell;
     use std::thread::LocalKey;
 
-    use crate::{Config, Event, Outcome, Transform};
+    use crate::{Config, Event, Outcome, Sink, Transform};
 
     pub use wit_bindgen;
 
@@ -330,6 +444,27 @@ pub mod __private {
             ));
         }
         Ok(outcomes)
+    }
+
+    /// Implements `sinker.init`.
+    pub fn sink_init<T: Sink>(slot: &'static Slot<T>, config: String) -> Result<(), String> {
+        install_panic_hook();
+        let config = Config::from_json_str(&config)?;
+        let instance = T::init(config)?;
+        slot.with(|cell| *cell.borrow_mut() = Some(instance));
+        Ok(())
+    }
+
+    /// Implements `sinker.write`.
+    pub fn sink_write<T: Sink>(slot: &'static Slot<T>, batch: Vec<Event>) -> Result<(), String> {
+        install_panic_hook();
+        slot.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let instance = guard.as_mut().ok_or_else(|| {
+                "plugin is not initialised: init was not called or failed".to_string()
+            })?;
+            instance.write(batch)
+        })
     }
 
     /// Routes panic messages to the host log (error level, one line:
