@@ -34,6 +34,32 @@
 //!
 //! Counters: `rows_written` (rows the host reports inserted or updated) and
 //! `rows_deduplicated` (events collapsed into a later event's row).
+//!
+//! ## Mapping for `schemas/telemetry_event.avsc`
+//!
+//! ```toml
+//! [stage.config.postgres-sink]
+//! connection = "warehouse"
+//! table = "telemetry_events"
+//! key = ["event_id"]
+//! columns = [
+//!   { name = "event_id",        from = "event_id",    type = "text" },
+//!   { name = "type",            from = "type",        type = "text",      nullable = false },
+//!   { name = "source",          from = "source",      type = "text",      nullable = false },
+//!   { name = "entity_id",       from = "entity_id",   type = "text",      nullable = false },
+//!   { name = "occurred_at",     from = "occurred_at", type = "timestamp", nullable = false },
+//!   { name = "severity",        from = "severity",    type = "text",      nullable = false },
+//!   { name = "attributes",      from = "attributes",  type = "json",      nullable = false },
+//!   { name = "trace_id",        from = "trace_id",    type = "text" },
+//!   { name = "kafka_topic",     from = "$topic",      type = "text" },
+//!   { name = "kafka_partition", from = "$partition",  type = "int" },
+//!   { name = "kafka_offset",    from = "$offset",     type = "int" },
+//! ]
+//! ```
+//!
+//! The unit tests run exactly this mapping (`telemetry_config` in
+//! `src/tests.rs`); `plugins/README.md` documents every key, conversion and
+//! error message.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
