@@ -140,3 +140,18 @@ pub fn consumer_lag(stage: &str, topic: &str, partition: i32, lag: i64) {
     )
     .set(lag as f64);
 }
+
+/// Rows a sink plugin wrote (inserted or updated).
+pub fn sink_rows(stage: &str, plugin: &str, rows: u64) {
+    metrics::counter!(
+        "sluice_sink_rows_total",
+        "stage" => stage.to_string(),
+        "plugin" => plugin.to_string()
+    )
+    .increment(rows);
+}
+
+/// A sink batch that could not be written because a target was down.
+pub fn sink_unavailable(stage: &str) {
+    metrics::counter!("sluice_sink_unavailable_total", "stage" => stage.to_string()).increment(1);
+}

@@ -79,10 +79,19 @@ pub async fn run_until(
     let mut stage_threads = Vec::new();
     if !config.stages.is_empty() {
         let runtime = Runtime::new(cache_dir(&loaded))?;
+        let connections =
+            crate::sink::Connections::open(&loaded, tokio::runtime::Handle::current())?;
         for stage_config in &config.stages {
             let name = stage_config.name.get_ref();
             board.set(name, StageState::Starting, "loading plugins");
-            let stage = Stage::build(&loaded, stage_config, &kafka, &runtime, schemas.clone())?;
+            let stage = Stage::build(
+                &loaded,
+                stage_config,
+                &kafka,
+                &runtime,
+                &connections,
+                schemas.clone(),
+            )?;
             stage_threads.push(stage.spawn(board.clone(), stop.clone())?);
         }
     }

@@ -8,9 +8,11 @@
 
 mod diagnostics;
 mod model;
+mod test_case;
 
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use model::*;
+pub use test_case::{Expectation, ExpectedOutcome, TestCase};
 
 use std::path::{Path, PathBuf};
 
@@ -303,7 +305,8 @@ fn key_at(table: &DeTable<'_>, span: &std::ops::Range<usize>) -> Option<String> 
 }
 
 /// Expand `${VAR}` references from the environment (used for secrets such as
-/// API keys and database URLs). `$${` escapes a literal `${`.
+/// API keys and database URLs); `${VAR:-default}` falls back to `default`
+/// when `VAR` is unset. `$${` escapes a literal `${`.
 pub fn interpolate_env(value: &str) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -319,9 +322,15 @@ pub fn interpolate_env(value: &str) -> Result<String, String> {
         let end = after
             .find('}')
             .ok_or_else(|| format!("unterminated `${{` in {value:?}"))?;
-        let name = &after[..end];
-        let resolved =
-            std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))?;
+        let (name, default) = match after[..end].split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (&after[..end], None),
+        };
+        let resolved = match (std::env::var(name), default) {
+            (Ok(value), _) => value,
+            (Err(_), Some(default)) => default.to_string(),
+            (Err(_), None) => return Err(format!("environment variable `{name}` is not set")),
+        };
         out.push_str(&resolved);
         rest = &after[end + 1..];
     }

@@ -108,6 +108,14 @@ fn env_interpolation() {
         "key-s3cret"
     );
     assert_eq!(interpolate_env("$${LITERAL}").unwrap(), "${LITERAL}");
+    assert_eq!(
+        interpolate_env("${SLUICE_TEST_UNSET_VAR:-postgres://db/x}").unwrap(),
+        "postgres://db/x"
+    );
+    assert_eq!(
+        interpolate_env("key-${SLUICE_TEST_SECRET:-unused}").unwrap(),
+        "key-s3cret"
+    );
     assert!(
         interpolate_env("${SLUICE_TEST_UNSET_VAR}")
             .unwrap_err()

@@ -24,3 +24,4 @@ pub mod sink {
 }
 
 pub use transform::sluice::plugin::types::{Event, Header, Level, Origin, Outcome};
+pub use sink::sluice::plugin::sql::{ColumnDef, SqlType, SqlValue, TableWrite};

@@ -7,10 +7,12 @@ pub mod bindings;
 mod chain;
 mod engine;
 mod plugin;
+mod sink;
 
 pub use chain::{Chain, ChainOutput, Failure, Item, Link};
 pub use engine::{Runtime, default_cache_dir};
 pub use plugin::{CallError, PluginId, TransformInstance, TransformPlugin};
+pub use sink::{SinkInstance, SinkPlugin};
 
 use std::path::PathBuf;
 
@@ -46,7 +48,8 @@ pub fn plugin_config_json(stage: &StageConfig, name: &str) -> String {
 }
 
 /// `sluice validate`'s plugin checks: every chained plugin exists, is a
-/// component of the `transform` world, and accepts its stage's config.
+/// component of the `transform` world, and accepts its stage's config; every
+/// sink plugin is a component of the `sink` world and accepts its config.
 pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
     if loaded.config.stages.is_empty() {
         return;
@@ -59,6 +62,16 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
             problems.push(crate::config::Diagnostic::file_level(
                 &loaded.path,
                 format!("{e:#}"),
+            ));
+            return;
+        }
+    };
+    let io = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(io) => io,
+        Err(e) => {
+            problems.push(crate::config::Diagnostic::file_level(
+                &loaded.path,
+                format!("cannot start an async runtime: {e}"),
             ));
             return;
         }
@@ -97,17 +110,40 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
             }
         }
         if let Some(sink) = &stage.sink {
+            let key = format!("stage[{i}].sink");
             let path = plugin_path(loaded, sink.get_ref());
             if !path.is_file() {
                 problems.push(loaded.problem_at(
                     sink,
-                    &format!("stage[{i}].sink"),
+                    &key,
                     format!(
                         "sink plugin `{}` not found: no file {}",
                         sink.get_ref(),
                         path.display()
                     ),
                 ));
+                continue;
+            }
+            let checked = SinkPlugin::load_file(&runtime, sink.get_ref(), &path)
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|plugin| {
+                    // `init` only checks its config; it gets no capabilities.
+                    let grants = std::sync::Arc::new(crate::sink::Grants::none(
+                        stage.name.get_ref(),
+                        io.handle().clone(),
+                    ));
+                    plugin
+                        .instantiate(
+                            stage.name.get_ref(),
+                            &plugin_config_json(stage, sink.get_ref()),
+                            limits,
+                            crate::sink::Session::new(grants),
+                        )
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(message) = checked {
+                problems.push(loaded.problem_at(sink, &key, message));
             }
         }
     }

@@ -28,12 +28,59 @@ pub struct PluginId {
     pub stage: String,
 }
 
-/// Per-store state: WASI (empty), limits, and who the plugin is.
+/// Per-store state: WASI (empty), limits, who the plugin is, and for sink
+/// plugins the capabilities their stage was granted.
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
     id: Arc<PluginId>,
+    /// Sink capabilities (connections, directories); `None` for transforms.
+    pub(super) session: Option<crate::sink::Session>,
+    /// Time spent inside host calls since the last deadline check; it does
+    /// not count against the plugin's time bound.
+    pub(super) host_time: Duration,
+}
+
+impl PluginState {
+    /// Who this store runs.
+    pub(super) fn id(&self) -> &PluginId {
+        &self.id
+    }
+}
+
+/// A fresh sandboxed store: no files, environment or network, clocks frozen
+/// at zero, memory capped at `limits.memory_mb`, and the epoch deadline set
+/// to the call bound (which the caller must re-arm before every call).
+pub(super) fn new_store(
+    runtime: &Runtime,
+    id: Arc<PluginId>,
+    limits: Limits,
+    session: Option<crate::sink::Session>,
+) -> Store<PluginState> {
+    let wasi = WasiCtxBuilder::new()
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        .build();
+    let limits_store = StoreLimitsBuilder::new()
+        .memory_size(usize::try_from(limits.memory_mb * 1024 * 1024).unwrap_or(usize::MAX))
+        .instances(16)
+        .build();
+    let state = PluginState {
+        wasi,
+        table: ResourceTable::new(),
+        limiter: Limiter {
+            limits: limits_store,
+            denied: false,
+        },
+        id,
+        session,
+        host_time: Duration::ZERO,
+    };
+    let mut store = Store::new(runtime.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(Runtime::ticks_for(Duration::from_millis(limits.timeout_ms)));
+    store
 }
 
 impl WasiView for PluginState {
@@ -232,28 +279,9 @@ impl TransformPlugin {
             version: self.version().to_string(),
             stage: stage.to_string(),
         });
-        let wasi = WasiCtxBuilder::new()
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .build();
-        let limits_store = StoreLimitsBuilder::new()
-            .memory_size(usize::try_from(limits.memory_mb * 1024 * 1024).unwrap_or(usize::MAX))
-            .instances(16)
-            .build();
-        let state = PluginState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: Limiter {
-                limits: limits_store,
-                denied: false,
-            },
-            id,
-        };
-        let mut store = Store::new(self.runtime.engine(), state);
-        store.limiter(|s| &mut s.limiter);
+        let mut store = new_store(&self.runtime, id, limits, None);
         let bound = Duration::from_millis(limits.timeout_ms);
         let ticks = Runtime::ticks_for(bound);
-        store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         let bindings = self
             .pre
@@ -306,7 +334,8 @@ impl TransformInstance {
     }
 }
 
-fn classify(
+/// Why a call failed: a refused memory growth, the time bound, or a trap.
+pub(super) fn classify(
     error: wasmtime::Error,
     store: &Store<PluginState>,
     bound: Duration,

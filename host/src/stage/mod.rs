@@ -1,6 +1,8 @@
 //! Stages: a consumer group reading an input topic in batches, running the
-//! plugin chain, producing results and dead letters, and committing offsets
-//! only after every record of the batch was acknowledged (at-least-once).
+//! plugin chain, producing results (or writing them through a sink plugin)
+//! and dead letters, and committing offsets only after every record of the
+//! batch was acknowledged or written (at-least-once). While a sink's database
+//! is down the stage retries the same batch and commits nothing.
 //! Commits are asynchronous while running and synchronous for the last batch
 //! on shutdown.
 //!
@@ -30,8 +32,12 @@ use rdkafka::producer::FutureRecord;
 use crate::admin::{StageState, StatusBoard};
 use crate::config::{LoadedConfig, StageConfig};
 use crate::kafka::{Kafka, Producer};
-use crate::runtime::{Chain, Link, Runtime, TransformPlugin, plugin_config_json, plugin_path};
+use crate::runtime::bindings::Event;
+use crate::runtime::{
+    Chain, Failure, Link, Runtime, SinkPlugin, TransformPlugin, plugin_config_json, plugin_path,
+};
 use crate::schema::SchemaSet;
+use crate::sink::{Connections, SinkRunner, Unavailable};
 
 /// Header naming the plugin versions that produced an output record.
 pub const PLUGINS_HEADER: &str = "sluice-plugins";
@@ -46,6 +52,7 @@ pub struct Stage {
     batch_size: usize,
     batch_wait: Duration,
     chain: Chain,
+    sink: Option<SinkRunner>,
     schemas: Arc<SchemaSet>,
     consumer: BaseConsumer,
     producer: Producer,
@@ -53,18 +60,17 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// Load the stage's plugins and connect its consumer and producer.
+    /// Load the stage's plugins and connect its consumer and producer; a
+    /// sink stage writes through the `connections` it was granted.
     pub fn build(
         loaded: &LoadedConfig,
         config: &StageConfig,
         kafka: &Kafka,
         runtime: &Runtime,
+        connections: &Connections,
         schemas: Arc<SchemaSet>,
     ) -> anyhow::Result<Self> {
         let name = config.name.get_ref().clone();
-        if config.sink.is_some() {
-            bail!("stage `{name}`: sink stages are not available in this version; use `output`");
-        }
         let limits = config.limits.unwrap_or(loaded.config.plugins.limits);
         let mut links = Vec::with_capacity(config.chain.len());
         for plugin_name in &config.chain {
@@ -79,6 +85,27 @@ impl Stage {
                 .with_context(|| format!("stage `{name}`: plugin `{plugin_name}`"))?;
             tracing::info!(stage = %name, plugin = plugin_name, version = plugin.version(), "plugin loaded");
             links.push(Link::new(Arc::new(plugin), plugin_config, limits));
+        }
+        let sink = match &config.sink {
+            Some(sink_name) => {
+                let sink_name = sink_name.get_ref();
+                let path = plugin_path(loaded, sink_name);
+                let plugin = SinkPlugin::load_file(runtime, sink_name, &path)
+                    .with_context(|| format!("stage `{name}`"))?;
+                tracing::info!(stage = %name, plugin = sink_name, version = plugin.version(), "sink plugin loaded");
+                Some(SinkRunner::new(
+                    &name,
+                    Arc::new(plugin),
+                    plugin_config_json(config, sink_name),
+                    limits,
+                    connections.grants_for(config),
+                    config.retries,
+                ))
+            }
+            None => None,
+        };
+        if sink.is_none() && config.output.is_none() {
+            bail!("stage `{name}` has neither `output` nor `sink`");
         }
         let consumer: BaseConsumer = kafka
             .group_consumer(&config.group_id())
@@ -103,6 +130,7 @@ impl Stage {
             batch_size: config.batch_size,
             batch_wait: Duration::from_millis(config.batch_wait_ms),
             chain: Chain::new(&name, links, config.retries),
+            sink,
             schemas,
             consumer,
             producer,
@@ -192,21 +220,37 @@ impl Stage {
         let (events, mut failures) = batch.decode(&self.schemas);
         let decoded: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
         let output = self.chain.run(events.into_iter().map(|(_, e)| e).collect());
-        let versions = self.chain.versions().join(",");
-        let mut records = Vec::with_capacity(output.items.len());
-        for item in output.items {
-            let source = decoded[item.source];
-            match batch.output_record(source, item, &self.output, &versions) {
-                Ok(record) => records.push(record),
-                Err(failure) => failures.push(failure),
-            }
-        }
         for failure in output.failures {
             let mut failure = failure;
             failure.source = decoded[failure.source];
             failures.push(failure);
         }
-        crate::metrics::stage_events(&self.name, "", "out", records.len());
+        let mut records = Vec::with_capacity(output.items.len());
+        if self.sink.is_some() {
+            let sources: Vec<usize> = output.items.iter().map(|i| decoded[i.source]).collect();
+            let events: Vec<Event> = output.items.into_iter().map(|i| i.event).collect();
+            let Some(sink_failures) = self.write_to_sink(&events, &batch, board, stop) else {
+                // Stopped while the sink's target was down: nothing committed.
+                return;
+            };
+            let written = events.len() - sink_failures.len();
+            crate::metrics::stage_events(&self.name, "", "out", written);
+            failures.extend(
+                sink_failures
+                    .into_iter()
+                    .map(|(index, error)| self.sink_failure(sources[index], error)),
+            );
+        } else {
+            let versions = self.chain.versions().join(",");
+            for item in output.items {
+                let source = decoded[item.source];
+                match batch.output_record(source, item, &self.output, &versions) {
+                    Ok(record) => records.push(record),
+                    Err(failure) => failures.push(failure),
+                }
+            }
+            crate::metrics::stage_events(&self.name, "", "out", records.len());
+        }
         for failure in &failures {
             records.push(dead_letter::record(
                 &batch,
@@ -222,6 +266,79 @@ impl Stage {
             return;
         }
         self.commit(&batch);
+    }
+
+    fn sink_failure(&self, source: usize, error: String) -> Failure {
+        let sink = self.sink.as_ref();
+        Failure {
+            source,
+            plugin: sink.map(|s| s.name().to_string()).unwrap_or_default(),
+            version: sink.map(|s| s.version().to_string()).unwrap_or_default(),
+            error,
+        }
+    }
+
+    /// Write the chain's output through the sink, retrying with backoff for
+    /// as long as a target is unavailable (the batch stays uncommitted, so
+    /// consumer lag grows and nothing is lost). Returns the events that
+    /// failed for good, or `None` if asked to stop first.
+    fn write_to_sink(
+        &mut self,
+        events: &[Event],
+        batch: &Batch,
+        board: &StatusBoard,
+        stop: &AtomicBool,
+    ) -> Option<Vec<(usize, String)>> {
+        use backon::BackoffBuilder;
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let mut outage: Option<Instant> = None;
+        let mut last_lag = Instant::now();
+        loop {
+            let sink = self.sink.as_mut()?;
+            match sink.write(events) {
+                Ok(failures) => {
+                    if let Some(since) = outage {
+                        tracing::info!(stage = %self.name, down_for = ?since.elapsed(), "sink target reachable again; resuming");
+                        board.set(&self.name, StageState::Running, format!("consuming {}", self.input));
+                    }
+                    return Some(failures);
+                }
+                Err(Unavailable(reason)) => {
+                    crate::metrics::sink_unavailable(&self.name);
+                    if outage.is_none() {
+                        tracing::warn!(stage = %self.name, error = %reason, events = events.len(), "sink target unavailable; holding the batch and retrying");
+                    }
+                    let since = *outage.get_or_insert_with(Instant::now);
+                    board.set(
+                        &self.name,
+                        StageState::Retrying,
+                        format!(
+                            "sink target unavailable for {} s ({} offsets held at {}): {reason}",
+                            since.elapsed().as_secs(),
+                            batch.len(),
+                            self.input
+                        ),
+                    );
+                }
+            }
+            let delay = delays.next().unwrap_or(Duration::from_secs(5));
+            let wake = Instant::now() + delay;
+            while Instant::now() < wake {
+                if stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if last_lag.elapsed() > Duration::from_secs(2) {
+                self.report_lag();
+                last_lag = Instant::now();
+            }
+        }
     }
 
     /// Produce every record and wait for the broker; failed ones are retried
