@@ -37,6 +37,15 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Run the `[[test]]` cases of a configuration: input events through
+    /// the real plugins, compared with the expected outcomes and values.
+    Test {
+        /// Configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Run only the cases whose name contains this text.
+        filter: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +62,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Test { config, filter } => {
+            let loaded = match sluice::config::load(&config) {
+                Ok(loaded) => loaded,
+                Err(problems) => {
+                    eprintln!("{problems}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut stdout = std::io::stdout().lock();
+            match sluice::pipeline_test::run(&loaded, filter.as_deref(), &mut stdout) {
+                Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             let loaded = match sluice::validate::validate(&config) {
                 Ok(loaded) => loaded,

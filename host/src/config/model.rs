@@ -36,6 +36,40 @@ pub struct Config {
     /// Logging settings.
     #[serde(default)]
     pub log: LogConfig,
+    /// Graceful shutdown on SIGTERM or Ctrl-C.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    /// `[[test]]`: pipeline test cases that `sluice test` runs.
+    #[serde(default, rename = "test")]
+    pub tests: Vec<super::TestCase>,
+}
+
+/// `[shutdown]`: how SIGTERM and Ctrl-C drain the host.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub struct ShutdownConfig {
+    /// Bound on the whole drain (ingest acknowledgements, producer flush,
+    /// the stages' last batches and commits), in milliseconds. Past it the
+    /// host exits non-zero, and uncommitted batches are read again on restart.
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Keep the HTTP listener open at least this long after the signal, so
+    /// clients get `503` + `Retry-After` (and `/readyz` 503) instead of
+    /// connection errors while load balancers notice, in milliseconds.
+    #[serde(default)]
+    pub linger_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: default_shutdown_timeout_ms(),
+            linger_ms: 0,
+        }
+    }
+}
+
+fn default_shutdown_timeout_ms() -> u64 {
+    30_000
 }
 
 /// `[kafka]`: where the brokers are and how to talk to them.
@@ -367,6 +401,14 @@ pub(super) fn check(config: &Config, source: &Source<'_>, problems: &mut Diagnos
             ),
         ));
     }
+    if config.shutdown.linger_ms > config.shutdown.timeout_ms {
+        problems.push(source.at(
+            None,
+            "shutdown.linger_ms",
+            "must not exceed shutdown.timeout_ms".into(),
+        ));
+    }
+    super::test_case::check(config, source, problems);
     let mut names = BTreeSet::new();
     for (i, stage) in config.stages.iter().enumerate() {
         let key = format!("stage[{i}]");
