@@ -2,6 +2,7 @@
 //! the bearer-protected `/admin` API.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
@@ -35,9 +36,20 @@ pub enum StageState {
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
     stages: Arc<RwLock<BTreeMap<String, (StageState, String)>>>,
+    draining: Arc<AtomicBool>,
 }
 
 impl StatusBoard {
+    /// Mark the host as shutting down: `/readyz` answers 503 from now on.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// True once shutdown began.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
     /// Record a stage's state with a human-readable detail.
     pub fn set(&self, stage: &str, state: StageState, detail: impl Into<String>) {
         if let Ok(mut stages) = self.stages.write() {
@@ -87,6 +99,8 @@ struct StageReport {
 #[derive(Serialize)]
 struct Readiness {
     ready: bool,
+    /// True while the host drains on shutdown.
+    draining: bool,
     broker: &'static str,
     stages: BTreeMap<String, StageReport>,
 }
@@ -102,9 +116,11 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     let stages_ok = stages
         .values()
         .all(|s| matches!(s.state, StageState::Running | StageState::Starting));
-    let ready = broker_ok && stages_ok;
+    let draining = state.board.is_draining();
+    let ready = broker_ok && stages_ok && !draining;
     let body = Readiness {
         ready,
+        draining,
         broker: if broker_ok {
             "reachable"
         } else {

@@ -18,9 +18,6 @@ use crate::runtime::{Runtime, cache_dir};
 use crate::schema::SchemaSet;
 use crate::stage::Stage;
 
-/// How long shutdown waits for in-flight work before giving up.
-const DRAIN_BOUND: Duration = Duration::from_secs(30);
-
 /// Every topic the configuration names.
 pub fn topics(loaded: &LoadedConfig) -> Vec<String> {
     let config = &loaded.config;
@@ -140,54 +137,100 @@ pub async fn run_until(
         _ => (None, None),
     };
 
-    let (signal_tx, signal_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = signal_tx.send(true);
-    });
-
-    if let (Some(router), Some(listen)) = (router, listen) {
-        serve(
-            router,
-            &listen,
-            ingest.as_ref().map(|(i, _)| i.clone()),
-            signal_rx.clone(),
-        )
-        .await?;
-    } else {
-        let mut rx = signal_rx.clone();
-        let _ = rx.wait_for(|stop| *stop).await;
+    // The HTTP listener stays open through the drain: ingest answers 503
+    // and `/readyz` 503 until everything is flushed and committed.
+    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
+    let mut server = match (router, listen) {
+        (Some(router), Some(listen)) => {
+            Some(tokio::spawn(serve(bind(&listen).await?, router, close_rx)))
+        }
+        _ => None,
+    };
+    match &mut server {
+        Some(handle) => {
+            tokio::select! {
+                () = shutdown => {}
+                result = handle => {
+                    // The server ended without a signal: that is a failure.
+                    stop.store(true, Ordering::SeqCst);
+                    return match result {
+                        Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
+                        Ok(Err(e)) => Err(e),
+                        Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
+                    };
+                }
+            }
+        }
+        None => shutdown.await,
     }
 
-    tracing::info!("shutting down: draining stages");
-    if let Some((ingest, _)) = &ingest {
-        let ingest = ingest.clone();
-        let flushed =
-            tokio::task::spawn_blocking(move || ingest.producer().flush(DRAIN_BOUND)).await;
-        if !matches!(flushed, Ok(Ok(()))) {
-            tracing::warn!("ingest producer did not flush within the drain bound");
+    let bound = Duration::from_millis(config.shutdown.timeout_ms);
+    let linger = Duration::from_millis(config.shutdown.linger_ms);
+    let signalled = tokio::time::Instant::now();
+    let deadline = signalled + bound;
+    tracing::info!(
+        timeout_ms = config.shutdown.timeout_ms,
+        "shutting down: ingest answers 503; draining ingest and stages"
+    );
+    board.set_draining();
+    // Stages finish the batch in flight, commit it and stop, while ingest
+    // settles the requests it accepted and flushes its producer.
+    stop.store(true, Ordering::SeqCst);
+    let ingest_drained = async {
+        match &ingest {
+            Some((ingest, _)) => ingest.drain(deadline).await,
+            None => true,
+        }
+    };
+    let stages_stopped = async {
+        while !stage_threads
+            .iter()
+            .all(std::thread::JoinHandle::is_finished)
+        {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    };
+    let (ingest_ok, stages_ok) = tokio::join!(ingest_drained, stages_stopped);
+    tokio::time::sleep_until(signalled + linger).await;
+    let _ = close_tx.send(true);
+    if let Some(server) = server {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left.max(Duration::from_millis(100)), server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server failed while closing"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+            Err(_) => tracing::warn!("HTTP connections still open at the drain bound"),
         }
     }
-    stop.store(true, Ordering::SeqCst);
-    let joined = tokio::task::spawn_blocking(move || {
-        for thread in stage_threads {
+    for thread in stage_threads {
+        if thread.is_finished() {
             let _ = thread.join();
         }
-    });
-    if tokio::time::timeout(DRAIN_BOUND, joined).await.is_err() {
-        tracing::warn!("stages did not finish within the drain bound");
     }
     drop(kafka);
-    tracing::info!("sluice stopped");
+    if !(ingest_ok && stages_ok) {
+        anyhow::bail!(
+            "shutdown did not finish within shutdown.timeout_ms = {} ({}); work not committed is read again after a restart",
+            config.shutdown.timeout_ms,
+            match (ingest_ok, stages_ok) {
+                (false, false) => "ingest and stages",
+                (false, true) => "ingest acknowledgements",
+                _ => "stages",
+            }
+        );
+    }
+    tracing::info!(
+        elapsed_ms = signalled.elapsed().as_millis() as u64,
+        "sluice stopped"
+    );
     Ok(())
 }
 
-async fn serve(
-    router: Router,
-    listen: &str,
-    ingest: Option<Arc<Ingest>>,
-    mut signal: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
     let addr: SocketAddr = listen
         .parse()
         .with_context(|| format!("bad listen address {listen}"))?;
@@ -195,12 +238,17 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "HTTP listening");
+    Ok(listener)
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut close: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
-            let _ = signal.wait_for(|stop| *stop).await;
-            if let Some(ingest) = ingest {
-                ingest.stop_accepting();
-            }
+            let _ = close.wait_for(|close| *close).await;
         })
         .await
         .context("HTTP server failed")

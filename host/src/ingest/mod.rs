@@ -134,6 +134,36 @@ impl Ingest {
         &self.producer
     }
 
+    /// Graceful shutdown: stop accepting (new requests get 503), wait until
+    /// every accepted event was acknowledged or refused, then flush the
+    /// producer. `false` if `deadline` passed first.
+    pub async fn drain(self: &Arc<Self>, deadline: tokio::time::Instant) -> bool {
+        self.stop_accepting();
+        while self.in_flight.available_permits() < self.max_in_flight {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    in_flight = self.max_in_flight - self.in_flight.available_permits(),
+                    "ingest events still awaiting the broker at the drain bound"
+                );
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let ingest = self.clone();
+        match tokio::task::spawn_blocking(move || ingest.producer.flush(left)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "ingest producer did not flush within the drain bound");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ingest producer flush panicked");
+                false
+            }
+        }
+    }
+
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         if self.api_keys.is_empty() {
             return Ok(());
