@@ -7,6 +7,9 @@
 //! binary is the release build next to the test executable; `SLUICE_BIN`
 //! overrides it.
 
+pub mod pipeline;
+pub mod postgres;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -489,6 +492,17 @@ pub async fn produce_events(
     topic: &str,
     events: &[serde_json::Value],
 ) -> anyhow::Result<()> {
+    produce_events_at(bootstrap, topic, events, None).await
+}
+
+/// [`produce_events`] with an explicit Kafka timestamp (epoch ms) per event
+/// when `timestamps` is given (same length as `events`).
+pub async fn produce_events_at(
+    bootstrap: &str,
+    topic: &str,
+    events: &[serde_json::Value],
+    timestamps: Option<&[i64]>,
+) -> anyhow::Result<()> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let schema =
         sluice::schema::LoadedSchema::from_file(&repo_path("schemas/telemetry_event.avsc"))?;
@@ -498,10 +512,13 @@ pub async fn produce_events(
         .set("linger.ms", "5")
         .create()?;
     let mut deliveries = Vec::with_capacity(events.len());
-    for event in events {
+    for (i, event) in events.iter().enumerate() {
         let payload = schema.encode_json(event).map_err(anyhow::Error::msg)?;
         let key = event["entity_id"].as_str().unwrap_or_default().to_string();
-        let record = FutureRecord::to(topic).key(&key).payload(&payload);
+        let mut record = FutureRecord::to(topic).key(&key).payload(&payload);
+        if let Some(ts) = timestamps.and_then(|t| t.get(i)) {
+            record = record.timestamp(*ts);
+        }
         deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
     }
     for delivery in futures::future::join_all(deliveries).await {

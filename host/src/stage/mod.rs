@@ -171,12 +171,12 @@ impl Stage {
                     continue;
                 }
             };
-            if batch.is_empty() {
-                continue;
+            if !batch.is_empty() {
+                let started = Instant::now();
+                self.process(batch, board, stop);
+                crate::metrics::stage_batch(&self.name, started.elapsed());
             }
-            let started = Instant::now();
-            self.process(batch, board, stop);
-            crate::metrics::stage_batch(&self.name, started.elapsed());
+            // Also while idle, so the gauge falls to zero once caught up.
             if last_lag.elapsed() > Duration::from_secs(5) {
                 self.report_lag();
                 last_lag = Instant::now();
