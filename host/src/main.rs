@@ -25,6 +25,9 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Replay a window of a topic's history through a plugin chain, without
+    /// joining any consumer group; summary on stderr.
+    Replay(Box<sluice::replay::ReplayArgs>),
     /// Run everything the configuration enables: ingest, stages, metrics.
     Run {
         /// Configuration file.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
+        Command::Replay(args) => sluice::replay::main(&args),
         Command::Validate { config } => match sluice::validate::validate(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

@@ -181,6 +181,11 @@ impl SchemaSet {
         Ok(())
     }
 
+    /// Every schema in the set, in no particular order.
+    pub fn schemas(&self) -> impl Iterator<Item = &Arc<LoadedSchema>> {
+        self.by_fingerprint.values()
+    }
+
     /// The schema with this fingerprint.
     pub fn get(&self, fingerprint: &[u8; 8]) -> Option<&Arc<LoadedSchema>> {
         self.by_fingerprint.get(fingerprint)

@@ -1,0 +1,130 @@
+//! The filter → redact → enrich pipeline of `examples/pipeline`, shared by
+//! the stage and replay tests: deterministic input events, the stage config,
+//! and the chain's output computed independently of the plugins.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// The salt the redact plugin hashes with in [`pipeline_config`].
+pub const SALT: &str = "stage-test-salt";
+/// User agents and the family enrich derives from each.
+pub const AGENTS: [(&str, &str); 7] = [
+    (
+        "Mozilla/5.0 (X11; Linux x86_64; rv:118.0) Gecko/20100101 Firefox/118.0",
+        "Firefox",
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+        "Chrome",
+    ),
+    (
+        "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0",
+        "Edge",
+    ),
+    (
+        "Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15",
+        "Safari",
+    ),
+    ("curl/8.5.0", "curl"),
+    (
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "bot",
+    ),
+    ("Lynx/2.9.0", "other"),
+];
+
+/// Input event `i`: 97 entities, every fourth one DEBUG.
+pub fn event(i: usize) -> Value {
+    let severities = ["DEBUG", "INFO", "WARN", "ERROR"];
+    let source = ["web", "checkout", "auth", "search", "batch"][i % 5];
+    let agent = AGENTS[i % AGENTS.len()].0;
+    json!({
+        "event_id": format!("evt-{i:06}"),
+        "type": "page_view",
+        "source": source,
+        "entity_id": format!("user-{}", i % 97),
+        "occurred_at": 1_764_400_000_000i64 + i as i64,
+        "severity": severities[i % 4],
+        "attributes": {
+            "seq": i.to_string(),
+            "email": format!("person{}@example.com", i % 97),
+            "ip": format!("10.{}.{}.{}", i % 7, i % 11, i % 13),
+            "user_agent": agent,
+        },
+        "trace_id": null,
+    })
+}
+
+/// The chain of examples/pipeline computed independently of the plugins:
+/// `None` when the filter drops the event.
+pub fn expected(input: &Value, timestamp: i64) -> Option<Value> {
+    if input["severity"] == "DEBUG" {
+        return None;
+    }
+    let mut out = input.clone();
+    let attributes = out["attributes"].as_object_mut()?;
+    for field in ["email", "ip"] {
+        let value = attributes[field].as_str()?.to_string();
+        let digest = Sha256::digest([SALT.as_bytes(), value.as_bytes()].concat());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        attributes.insert(field.into(), json!(format!("sha256:{}", &hex[..16])));
+    }
+    let team = match input["source"].as_str()? {
+        "web" => "growth",
+        "checkout" => "payments",
+        "auth" => "identity",
+        "search" => "discovery",
+        _ => "unknown",
+    };
+    attributes.insert("team".into(), json!(team));
+    let agent = input["attributes"]["user_agent"].as_str()?;
+    let family = AGENTS.iter().find(|(a, _)| *a == agent)?.1;
+    attributes.insert("ua_family".into(), json!(family));
+    attributes.insert("ingested_at".into(), json!(timestamp.to_string()));
+    Some(out)
+}
+
+/// A config with stage `clean` (`in` → `out`, dead letters to `dlq`)
+/// running the chain on `bootstrap`, admin on `port`.
+pub fn pipeline_config(bootstrap: &str, port: u16, batch_size: usize) -> String {
+    format!(
+        r#"
+schemas = "{{schemas}}"
+
+[kafka]
+brokers = "{bootstrap}"
+[kafka.client]
+"session.timeout.ms" = "8000"
+
+[admin]
+listen = "127.0.0.1:{port}"
+
+[plugins]
+dir = "{{plugins}}"
+
+[[stage]]
+name = "clean"
+input = "in"
+output = "out"
+dead_letter = "dlq"
+chain = ["filter", "redact", "enrich"]
+batch_size = {batch_size}
+batch_wait_ms = 20
+
+[stage.config.filter]
+mode = "drop"
+rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
+
+[stage.config.redact]
+fields = ["attributes.email", "attributes.ip"]
+mode = "hash"
+salt = "{SALT}"
+
+[stage.config.enrich]
+lookups = [{{ from = "source", to = "attributes.team", table = {{ web = "growth", checkout = "payments", auth = "identity", search = "discovery" }}, default = "unknown" }}]
+ingest_time_to = "attributes.ingested_at"
+user_agent_from = "attributes.user_agent"
+user_agent_to = "attributes.ua_family"
+"#
+    )
+}
