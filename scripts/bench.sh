@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks against a real tansu broker; each prints its baseline from the
-# same run and the ratio. Usage: scripts/bench.sh [ingest|stage]
+# same run and the ratio. Usage: scripts/bench.sh [ingest|stage|chain|replay|sink]
+# (sink needs the local PostgreSQL, as the tests do)
 # SLUICE_BENCH_SCALE=0.2 runs a fifth of the load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 bash scripts/install-tansu.sh >/dev/null
-if [ "${1:-ingest}" = stage ]; then
+if [ "${1:-ingest}" != ingest ]; then
   CARGO_TARGET_DIR="$cache/plugins-target" bash plugins/build.sh >/dev/null
 fi
 export CARGO_TARGET_DIR="$cache/target"

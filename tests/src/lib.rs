@@ -9,6 +9,7 @@
 
 pub mod pipeline;
 pub mod postgres;
+pub mod sink_bench;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
