@@ -15,8 +15,8 @@ use sluice::replay::window::format_ms;
 use sluice::schema::SchemaSet;
 use sluice_tests::pipeline::{event, expected, pipeline_config};
 use sluice_tests::{
-    Broker, Sluice, TempDir, free_port, plugins_built, produce_events, produce_events_at,
-    read_all, repo_path, sluice_bin, topic_size, wait_until,
+    Broker, Sluice, TempDir, free_port, plugins_built, produce_events, produce_events_at, read_all,
+    repo_path, sluice_bin, topic_size, wait_until,
 };
 
 const HOUR: i64 = 3_600_000;
@@ -137,7 +137,10 @@ async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow
     produce_events_at(&broker.bootstrap(), "in", &inputs, Some(&stamps)).await?;
 
     let dir = TempDir::new("replay");
-    let config = write_config(&dir, &pipeline_config(&broker.bootstrap(), free_port(), 500));
+    let config = write_config(
+        &dir,
+        &pipeline_config(&broker.bootstrap(), free_port(), 500),
+    );
     let middle = expected_by_id(
         inputs
             .iter()
@@ -197,6 +200,17 @@ async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow
     );
     assert!(result.status.success(), "{}", stderr(&result));
     assert_output(&read_lines(&out)?, &middle, "durations");
+
+    // After the last record: an empty window, not the whole topic (tansu
+    // answers such a time lookup with offset 0; replay must notice).
+    let result = replay(
+        &config,
+        &["--topic", "in", "--from", "30m", "--stage", "clean"],
+    );
+    let summary = stderr(&result);
+    assert!(result.status.success(), "{summary}");
+    assert!(summary.contains("read 0, kept 0"), "{summary}");
+    assert!(result.stdout.is_empty(), "nothing on stdout");
 
     // One entity over all of history: only its partition is read.
     let entity = "user-5";
@@ -383,9 +397,11 @@ async fn replay_leaves_a_live_stage_and_its_offsets_alone() -> anyhow::Result<()
     // The stage still owns its partitions: new input still flows through it.
     let more: Vec<Value> = (total..total + 400).map(event).collect();
     produce_events(&bootstrap, "in", &more).await?;
-    wait_until(Duration::from_secs(60), "the stage to keep consuming", || {
-        topic_size(&bootstrap, "out").is_ok_and(|n| n >= kept + 300)
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "the stage to keep consuming",
+        || topic_size(&bootstrap, "out").is_ok_and(|n| n >= kept + 300),
+    )
     .map_err(|e| anyhow::anyhow!("{e}\n{}", sluice.log()))?;
     Ok(())
 }
@@ -398,7 +414,10 @@ async fn bad_input_is_one_line_and_exit_code_2() -> anyhow::Result<()> {
     let inputs: Vec<Value> = (0..300).map(event).collect();
     produce_events(&broker.bootstrap(), "in", &inputs).await?;
     let dir = TempDir::new("replay-bad");
-    let config = write_config(&dir, &pipeline_config(&broker.bootstrap(), free_port(), 100));
+    let config = write_config(
+        &dir,
+        &pipeline_config(&broker.bootstrap(), free_port(), 100),
+    );
     let cases: [(&[&str], &str); 6] = [
         (
             &["--topic", "nope", "--from", "0", "--stage", "clean"],

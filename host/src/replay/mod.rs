@@ -219,7 +219,14 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Summary> {
         &args.keys,
         &partitioner,
     )?;
-    let ranges = resolve(&kafka, &consumer, &args.topic, &selected, &from, to.as_ref())?;
+    let ranges = resolve(
+        &kafka,
+        &consumer,
+        &args.topic,
+        &selected,
+        &from,
+        to.as_ref(),
+    )?;
     if let Some(out_topic) = &args.out_topic {
         topic_partitions(&consumer, out_topic).context("--out-topic")?;
     }
@@ -585,14 +592,17 @@ fn open_sink<'s>(
             pending: Vec::new(),
         });
     }
-    let out: Box<dyn Write> = match &args.out {
+    let out: Box<dyn Write + Send> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::with_capacity(
             1 << 20,
             std::fs::File::create(path).map_err(|e| {
                 InputError::new(format!("--out {}: cannot create: {e}", path.display()))
             })?,
         )),
-        None => Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())),
+        None => Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout(),
+        )),
     };
     Ok(match writer_schema {
         Some(schema) => Sink::Avro(
@@ -652,7 +662,11 @@ fn print_plan(
     }
     let destination = match (&args.out_topic, &args.out) {
         (Some(topic), _) => format!("topic {topic} (framed Avro)"),
-        (None, Some(path)) => format!("{} ({:?})", path.display(), args.format.unwrap_or(Format::Ndjson)),
+        (None, Some(path)) => format!(
+            "{} ({:?})",
+            path.display(),
+            args.format.unwrap_or(Format::Ndjson)
+        ),
         (None, None) => format!("stdout ({:?})", args.format.unwrap_or(Format::Ndjson)),
     };
     writeln!(out, "output: {destination}")?;
@@ -673,7 +687,20 @@ struct ReplayRun<'a, 's> {
     summary: &'a mut Summary,
 }
 
-/// Read every range to its end, in batches through the chain, to the sink.
+/// A batch read and decoded, on its way to the chain.
+struct Decoded {
+    batch: Batch,
+    origins: Vec<Origin>,
+    events: Vec<(usize, crate::runtime::bindings::Event)>,
+    failures: Vec<crate::runtime::Failure>,
+}
+
+/// Batches decoded ahead of the chain.
+const PIPELINE_DEPTH: usize = 4;
+
+/// Read every range to its end and run it through the chain to the sink.
+/// Two threads: this one fetches and decodes batch N+1 while a worker runs
+/// batch N through the chain and writes it (in order: one worker, FIFO).
 fn replay_ranges(run: ReplayRun<'_, '_>) -> anyhow::Result<()> {
     let ReplayRun {
         consumer,
@@ -699,17 +726,90 @@ fn replay_ranges(run: ReplayRun<'_, '_>) -> anyhow::Result<()> {
     consumer
         .assign(&assignment)
         .context("cannot assign partitions")?;
+    let batch_size = plan.batch_size;
     let versions = plan.versions.join(",");
-    let mut batch = Batch::with_capacity(plan.batch_size);
-    let mut origins: Vec<Origin> = Vec::with_capacity(plan.batch_size);
-    let mut last_progress = Instant::now();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Decoded>(PIPELINE_DEPTH);
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("replay-chain".into())
+            .spawn_scoped(scope, move || {
+                let mut outcomes = Summary::default();
+                for decoded in rx {
+                    run_chain(
+                        decoded,
+                        plan,
+                        schemas,
+                        sink,
+                        out_topic,
+                        &versions,
+                        &mut outcomes,
+                    )?;
+                }
+                Ok::<_, anyhow::Error>(outcomes)
+            })
+            .context("cannot start the replay chain thread")?;
+        let read = read_loop(
+            consumer,
+            topic,
+            &mut active,
+            key_filter,
+            batch_size,
+            schemas,
+            &tx,
+            progress,
+            summary,
+        );
+        drop(tx);
+        let outcomes = worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("the replay chain thread panicked"))?;
+        // A failed worker closes the channel, which stops the reader: its
+        // error is the cause.
+        let outcomes = outcomes?;
+        read?;
+        summary.add_outcomes(outcomes);
+        Ok(())
+    })
+}
+
+/// Fetch until every active partition reached its end, decoding full
+/// batches and handing them to the chain thread.
+#[allow(clippy::too_many_arguments)]
+fn read_loop(
+    consumer: &BaseConsumer,
+    topic: &str,
+    active: &mut HashMap<i32, i64>,
+    key_filter: Option<&BTreeSet<Vec<u8>>>,
+    batch_size: usize,
+    schemas: &crate::schema::SchemaSet,
+    tx: &std::sync::mpsc::SyncSender<Decoded>,
+    progress: &ProgressBar,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let mut batch = Batch::with_capacity(batch_size);
+    let mut origins: Vec<Origin> = Vec::with_capacity(batch_size);
+    let mut last_record = Instant::now();
     let mut pending_progress = 0u64;
+    let send = |batch: &mut Batch, origins: &mut Vec<Origin>| -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut full = std::mem::replace(batch, Batch::with_capacity(batch_size));
+        let (events, failures) = full.decode(schemas);
+        let decoded = Decoded {
+            batch: full,
+            origins: std::mem::replace(origins, Vec::with_capacity(batch_size)),
+            events,
+            failures,
+        };
+        tx.send(decoded)
+            .map_err(|_| anyhow::anyhow!("the replay chain thread stopped"))
+    };
     while !active.is_empty() {
         let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
-            if !batch.is_empty() {
-                flush(&mut batch, &mut origins, plan, schemas, sink, out_topic, &versions, summary)?;
-            }
-            if last_progress.elapsed() > STALL_TIMEOUT {
+            send(&mut batch, &mut origins)?;
+            progress.inc(std::mem::take(&mut pending_progress));
+            if last_record.elapsed() > STALL_TIMEOUT {
                 anyhow::bail!(
                     "no record arrived for {STALL_TIMEOUT:?} with partitions {:?} unfinished",
                     active.keys().collect::<Vec<_>>()
@@ -720,7 +820,7 @@ fn replay_ranges(run: ReplayRun<'_, '_>) -> anyhow::Result<()> {
         let message = match polled {
             Ok(message) => message,
             Err(KafkaError::PartitionEOF(p)) => {
-                done(consumer, topic, p, &mut active);
+                done(consumer, topic, p, active);
                 continue;
             }
             Err(e) => return Err(e).context("cannot read from the broker"),
@@ -729,14 +829,14 @@ fn replay_ranges(run: ReplayRun<'_, '_>) -> anyhow::Result<()> {
         let offset = message.offset();
         let Some(&end) = active.get(&p) else { continue };
         if offset >= end {
-            done(consumer, topic, p, &mut active);
+            done(consumer, topic, p, active);
             continue;
         }
-        last_progress = Instant::now();
+        last_record = Instant::now();
         summary.read(p, offset);
         pending_progress += 1;
         if offset + 1 >= end {
-            done(consumer, topic, p, &mut active);
+            done(consumer, topic, p, active);
         }
         if let Some(keys) = key_filter
             && !message.key().is_some_and(|k| keys.contains(k))
@@ -749,12 +849,12 @@ fn replay_ranges(run: ReplayRun<'_, '_>) -> anyhow::Result<()> {
             partition: p,
             offset,
         });
-        if batch.len() >= plan.batch_size {
-            flush(&mut batch, &mut origins, plan, schemas, sink, out_topic, &versions, summary)?;
+        if batch.len() >= batch_size {
+            send(&mut batch, &mut origins)?;
             progress.inc(std::mem::take(&mut pending_progress));
         }
     }
-    flush(&mut batch, &mut origins, plan, schemas, sink, out_topic, &versions, summary)?;
+    send(&mut batch, &mut origins)?;
     progress.inc(pending_progress);
     Ok(())
 }
@@ -769,43 +869,42 @@ fn done(consumer: &BaseConsumer, topic: &str, p: i32, active: &mut HashMap<i32, 
     }
 }
 
-/// Run one batch through the chain and write its output.
-#[allow(clippy::too_many_arguments)]
-fn flush(
-    batch: &mut Batch,
-    origins: &mut Vec<Origin>,
+/// Run one decoded batch through the chain and write its output, counting
+/// outcomes into `outcomes`.
+fn run_chain(
+    decoded: Decoded,
     plan: &mut plan::ChainPlan,
     schemas: &crate::schema::SchemaSet,
     sink: &mut Sink<'_>,
     out_topic: &str,
     versions: &str,
-    summary: &mut Summary,
+    outcomes: &mut Summary,
 ) -> anyhow::Result<()> {
-    if batch.is_empty() {
-        return Ok(());
+    let Decoded {
+        batch,
+        origins,
+        events,
+        failures,
+    } = decoded;
+    for failure in &failures {
+        outcomes.fail(&failure.plugin, &failure.error);
     }
-    let (events, decode_failures) = batch.decode(schemas);
-    for failure in &decode_failures {
-        summary.fail(&failure.plugin, &failure.error);
-    }
-    let decoded: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
+    let sources: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
     let output = plan.chain.run(events.into_iter().map(|(_, e)| e).collect());
-    summary.dropped += output.dropped as u64;
+    outcomes.dropped += output.dropped as u64;
     for failure in &output.failures {
-        summary.fail(&failure.plugin, &failure.error);
+        outcomes.fail(&failure.plugin, &failure.error);
     }
     for mut item in output.items {
-        let source = decoded[item.source];
+        let source = sources[item.source];
         let json = (!item.changed).then(|| std::mem::take(&mut item.event.value));
         match batch.output_record(source, item, out_topic, versions) {
             Ok(record) => match sink.write(schemas, origins[source], record, json)? {
-                Ok(()) => summary.kept += 1,
-                Err(reason) => summary.fail("(output)", &reason),
+                Ok(()) => outcomes.kept += 1,
+                Err(reason) => outcomes.fail("(output)", &reason),
             },
-            Err(failure) => summary.fail(&failure.plugin, &failure.error),
+            Err(failure) => outcomes.fail(&failure.plugin, &failure.error),
         }
     }
-    *batch = Batch::with_capacity(batch.len());
-    origins.clear();
     Ok(())
 }

@@ -28,9 +28,12 @@ const MAX_PENDING: usize = 100_000;
 pub enum Sink<'s> {
     /// One JSON object per line: origin, destination topic, key, headers and
     /// the value decoded to natural JSON.
-    Ndjson(Box<dyn Write + 's>),
+    Ndjson(Box<dyn Write + Send + 's>),
     /// An Avro object container file with one writer schema.
-    Avro(Box<apache_avro::Writer<'s, Box<dyn Write + 's>>>, &'s LoadedSchema),
+    Avro(
+        Box<apache_avro::Writer<'s, Box<dyn Write + Send + 's>>>,
+        &'s LoadedSchema,
+    ),
     /// A Kafka topic: framed Avro values, keys, headers and timestamps as a
     /// stage would produce them.
     Topic {

@@ -189,10 +189,7 @@ fn load(
     };
     if !path.is_file() {
         return Err(InputError::new(match source {
-            Source::File(_) => format!(
-                "--plugin-version {name}={}: no such file",
-                path.display()
-            ),
+            Source::File(_) => format!("--plugin-version {name}={}: no such file", path.display()),
             _ => format!("plugin `{name}` not found: no file {}", path.display()),
         }));
     }
@@ -233,10 +230,7 @@ mod tests {
                     "filter".to_string(),
                     Source::File("/tmp/filter-v2.wasm".into())
                 ),
-                (
-                    "redact".to_string(),
-                    Source::Version("0123456789ab".into())
-                ),
+                ("redact".to_string(), Source::Version("0123456789ab".into())),
             ]
         );
         assert!(parse_overrides(&["filter".into()]).is_err());

@@ -71,6 +71,19 @@ impl Summary {
             .or_default() += 1;
     }
 
+    /// Add the chain's outcomes counted elsewhere (kept, dropped, failed).
+    pub fn add_outcomes(&mut self, other: Summary) {
+        self.kept += other.kept;
+        self.dropped += other.dropped;
+        self.failed += other.failed;
+        for (plugin, reasons) in other.failures {
+            let mine = self.failures.entry(plugin).or_default();
+            for (reason, count) in reasons {
+                *mine.entry(reason).or_default() += count;
+            }
+        }
+    }
+
     /// Events per second read.
     pub fn rate(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
@@ -146,8 +159,14 @@ mod tests {
         s.fail("filter", "bad");
         s.fail("", "cannot decode");
         let text = s.to_string();
-        assert!(text.starts_with("replay t: read 3, kept 0, dropped 0, failed 3"), "{text}");
-        assert!(text.contains("partition 0: window 0..0, read 2 (offsets 10..=11)"), "{text}");
+        assert!(
+            text.starts_with("replay t: read 3, kept 0, dropped 0, failed 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("partition 0: window 0..0, read 2 (offsets 10..=11)"),
+            "{text}"
+        );
         assert!(text.contains("failed by filter: 2\n    2 × bad"), "{text}");
         assert!(text.contains("failed by (host): 1"), "{text}");
     }
