@@ -116,3 +116,47 @@ fn validate_accepts_the_plugin_template_built_with_plain_cargo() {
     let (ok, stderr) = validate_with_chain("template");
     assert!(ok, "{stderr}");
 }
+
+fn validate_with_sink(plugin: &str, config_table: &str) -> (bool, String) {
+    let dir = TempDir::new("validate-sink");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"embedded\"\n[plugins]\ndir = \"{}\"\n[connections.db]\ntype = \"postgres\"\nurl = \"postgres://nobody@127.0.0.1:1/none\"\n[[stage]]\nname = \"s\"\ninput = \"in\"\nsink = \"{plugin}\"\nconnections = [\"db\"]\n[stage.config.{plugin}]\n{config_table}\n",
+            repo_path("plugins/dist").display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(sluice_bin())
+        .args(["validate", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_checks_sink_plugins_against_the_sink_world_and_their_config() {
+    let (ok, stderr) = validate_with_sink("filter", "");
+    assert!(!ok);
+    assert!(
+        stderr.contains("sluice:plugin/sinker@0.1.0") && stderr.contains("key `stage[0].sink`"),
+        "{stderr}"
+    );
+    let (ok, stderr) = validate_with_sink("postgres-sink", "table = \"t\"");
+    assert!(!ok);
+    assert!(
+        stderr.contains("invalid postgres-sink config: missing field `connection`"),
+        "{stderr}"
+    );
+    // A valid mapping validates without touching the (unreachable) database.
+    let (ok, stderr) = validate_with_sink(
+        "postgres-sink",
+        "connection = \"db\"\ntable = \"t\"\nkey = [\"id\"]\ncolumns = [{ name = \"id\", from = \"event_id\", type = \"text\" }]",
+    );
+    assert!(ok, "{stderr}");
+}
