@@ -77,7 +77,10 @@ pub struct AdminState {
     pub metrics: Option<PrometheusHandle>,
 }
 
-/// `/healthz`, `/readyz` and `/metrics`.
+/// The OpenAPI 3.1 document of the HTTP API (`docs/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/admin`.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route(
@@ -86,6 +89,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .route("/admin/topics/{topic}/tail", get(tail))
         .with_state(state)
 }
@@ -134,6 +138,14 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
@@ -205,5 +217,62 @@ async fn tail(
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// Every `.route("PATH"` in the host's source.
+    fn routed_paths(dir: &Path, out: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).expect("source dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                routed_paths(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("source file");
+                for piece in text.split(".route(\"").skip(1) {
+                    if let Some(end) = piece.find('"') {
+                        out.insert(piece[..end].to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes_the_router_has() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let documented: BTreeSet<String> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .cloned()
+            .collect();
+        let mut routed = BTreeSet::new();
+        routed_paths(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut routed,
+        );
+        assert!(routed.contains("/v1/events"), "{routed:?}");
+        assert_eq!(
+            documented, routed,
+            "docs/openapi.json paths (left) and the router's routes (right) differ"
+        );
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                let responses = operation["responses"].as_object().expect("responses");
+                assert!(!responses.is_empty(), "{method} {path} documents no status");
+                for (status, response) in responses {
+                    assert!(
+                        response["description"].is_string(),
+                        "{method} {path} {status} has no description"
+                    );
+                }
+            }
+        }
     }
 }
