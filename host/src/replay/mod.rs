@@ -351,6 +351,9 @@ fn partitioner_setting(loaded: &LoadedConfig) -> String {
         .unwrap_or_else(|| "consistent_random".to_string())
 }
 
+/// The keys `--key` keeps, as bytes.
+type KeyFilter = BTreeSet<Vec<u8>>;
+
 /// The partitions to read and the key filter: `--partition`, else those an
 /// offsets bound names, else all; narrowed to the keys' partitions.
 fn select_partitions(
@@ -360,7 +363,7 @@ fn select_partitions(
     to: Option<&Bound>,
     keys: &[String],
     partitioner: &str,
-) -> Result<(Vec<i32>, Option<BTreeSet<Vec<u8>>>), InputError> {
+) -> Result<(Vec<i32>, Option<KeyFilter>), InputError> {
     for p in requested {
         if !all.contains(p) {
             return Err(InputError::new(format!(
