@@ -58,7 +58,11 @@ impl Drop for PgSchema {
             return;
         }
         let _ = Command::new("psql")
-            .args([&pg_url(), "-qc", &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name)])
+            .args([
+                &pg_url(),
+                "-qc",
+                &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name),
+            ])
             .output();
     }
 }

@@ -194,8 +194,8 @@ async fn plain_copy(
         let writer = BinaryCopyInWriter::new(sink, &types);
         let mut writer = std::pin::pin!(writer);
         for (i, e) in chunk.iter().enumerate() {
-            let at = UNIX_EPOCH
-                + Duration::from_millis(e["occurred_at"].as_u64().unwrap_or_default());
+            let at =
+                UNIX_EPOCH + Duration::from_millis(e["occurred_at"].as_u64().unwrap_or_default());
             let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
             let index = n * batch + i;
             let row: [&(dyn ToSql + Sync); 10] = [

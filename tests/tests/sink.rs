@@ -139,9 +139,7 @@ fn assert_rows_match(rows: &BTreeMap<String, (Value, (i64, i64))>, inputs: &[Val
     let mut origins = BTreeSet::new();
     for input in inputs {
         let id = input["event_id"].as_str().unwrap_or_default();
-        let (row, origin) = rows
-            .get(id)
-            .unwrap_or_else(|| panic!("no row for {id}"));
+        let (row, origin) = rows.get(id).unwrap_or_else(|| panic!("no row for {id}"));
         assert_eq!(row, input, "row {id}");
         assert!(origins.insert(*origin), "two rows from {origin:?}");
     }
@@ -201,16 +199,19 @@ async fn events_become_one_row_each_even_when_redelivered() -> anyhow::Result<()
 
     // A crash before the commit: the group reads every batch again.
     let bootstrap = broker.bootstrap();
-    tokio::task::spawn_blocking(move || rewind_group(&bootstrap, "sluice-warehouse", 3))
-        .await??;
+    tokio::task::spawn_blocking(move || rewind_group(&bootstrap, "sluice-warehouse", 3)).await??;
     let again = Sluice::start(&config, port)?;
     let url = again.url.clone();
     let mut rewritten = 0.0;
-    wait_until(Duration::from_secs(120), "the redelivered batches to be written", || {
-        rewritten = futures::executor::block_on(metric(&url, "sluice_sink_rows_total"))
-            .unwrap_or(0.0);
-        rewritten >= total as f64
-    })
+    wait_until(
+        Duration::from_secs(120),
+        "the redelivered batches to be written",
+        || {
+            rewritten =
+                futures::executor::block_on(metric(&url, "sluice_sink_rows_total")).unwrap_or(0.0);
+            rewritten >= total as f64
+        },
+    )
     .map_err(|e| anyhow::anyhow!("{e:#}\n{}", again.log()))?;
     assert_eq!(row_count(&table).await?, total as i64);
     assert_rows_match(&rows(&table).await?, &inputs);
@@ -258,7 +259,10 @@ async fn database_outage_loses_nothing_and_the_stage_resumes() -> anyhow::Result
         tokio::time::sleep(Duration::from_secs(1)).await;
         lag_during = lag_during.max(metric(&sluice.url, "sluice_stage_consumer_lag").await?);
     }
-    let readyz_during = reqwest::get(format!("{}/readyz", sluice.url)).await?.text().await?;
+    let readyz_during = reqwest::get(format!("{}/readyz", sluice.url))
+        .await?
+        .text()
+        .await?;
     outage.end()?;
     producer.await??;
 
@@ -272,11 +276,15 @@ async fn database_outage_loses_nothing_and_the_stage_resumes() -> anyhow::Result
         .count();
     let url = sluice.url.clone();
     let mut lag_after = f64::MAX;
-    wait_until(Duration::from_secs(30), "consumer lag to fall to zero", || {
-        lag_after = futures::executor::block_on(metric(&url, "sluice_stage_consumer_lag"))
-            .unwrap_or(f64::MAX);
-        lag_after == 0.0
-    })?;
+    wait_until(
+        Duration::from_secs(30),
+        "consumer lag to fall to zero",
+        || {
+            lag_after = futures::executor::block_on(metric(&url, "sluice_stage_consumer_lag"))
+                .unwrap_or(f64::MAX);
+            lag_after == 0.0
+        },
+    )?;
     println!(
         "db outage: produced={total} rows={count} lost={lost} lag_before={lag_before} lag_during_max={lag_during} lag_after={lag_after}"
     );

@@ -23,5 +23,5 @@ pub mod sink {
     });
 }
 
-pub use transform::sluice::plugin::types::{Event, Header, Level, Origin, Outcome};
 pub use sink::sluice::plugin::sql::{ColumnDef, SqlType, SqlValue, TableWrite};
+pub use transform::sluice::plugin::types::{Event, Header, Level, Origin, Outcome};

@@ -66,7 +66,10 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
             return;
         }
     };
-    let io = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let io = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(io) => io,
         Err(e) => {
             problems.push(crate::config::Diagnostic::file_level(

@@ -131,7 +131,9 @@ mod tests {
         granted.append("a/events.ndjson", b"one\n").unwrap();
         granted.append("a/events.ndjson", b"two\n").unwrap();
         assert_eq!(granted.size("a/events.ndjson").unwrap(), Some(8));
-        granted.rename("a/events.ndjson", "a/events.1.ndjson").unwrap();
+        granted
+            .rename("a/events.ndjson", "a/events.1.ndjson")
+            .unwrap();
         assert_eq!(
             std::fs::read(dir.join("a/events.1.ndjson")).unwrap(),
             b"one\ntwo\n"

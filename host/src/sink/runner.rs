@@ -155,5 +155,7 @@ impl SinkRunner {
 }
 
 fn all_failed(offset: usize, len: usize, reason: &str) -> Vec<(usize, String)> {
-    (offset..offset + len).map(|i| (i, reason.to_string())).collect()
+    (offset..offset + len)
+        .map(|i| (i, reason.to_string()))
+        .collect()
 }

@@ -158,11 +158,14 @@ impl Session {
         let message = problem.to_string();
         // The first problem decides how the batch is handled; a denial or an
         // outage outranks the rejections that may follow from it.
-        let replace = match (&self.problem, &problem) {
-            (None, _) => true,
-            (Some(Problem::Rejected(_)), Problem::Denied(_) | Problem::Unavailable(_)) => true,
-            _ => false,
-        };
+        let replace = matches!(
+            (&self.problem, &problem),
+            (None, _)
+                | (
+                    Some(Problem::Rejected(_)),
+                    Problem::Denied(_) | Problem::Unavailable(_)
+                )
+        );
         if replace {
             self.problem = Some(problem);
         }
@@ -228,26 +231,40 @@ impl Session {
 
     /// `files.append`.
     pub fn append(&mut self, path: &str, data: &[u8]) -> Result<(), String> {
-        let (dir, path) = self.grants.directory(path).map_err(|m| self.note(Problem::Denied(m)))?;
-        dir.append(path, data).map_err(|m| self.note(Problem::Rejected(m)))
+        let (dir, path) = self
+            .grants
+            .directory(path)
+            .map_err(|m| self.note(Problem::Denied(m)))?;
+        dir.append(path, data)
+            .map_err(|m| self.note(Problem::Rejected(m)))
     }
 
     /// `files.size`.
     pub fn size(&mut self, path: &str) -> Result<Option<u64>, String> {
-        let (dir, path) = self.grants.directory(path).map_err(|m| self.note(Problem::Denied(m)))?;
+        let (dir, path) = self
+            .grants
+            .directory(path)
+            .map_err(|m| self.note(Problem::Denied(m)))?;
         dir.size(path).map_err(|m| self.note(Problem::Rejected(m)))
     }
 
     /// `files.rename`.
     pub fn rename(&mut self, from: &str, to: &str) -> Result<(), String> {
-        let (dir, from) = self.grants.directory(from).map_err(|m| self.note(Problem::Denied(m)))?;
-        let (to_dir, to) = self.grants.directory(to).map_err(|m| self.note(Problem::Denied(m)))?;
+        let (dir, from) = self
+            .grants
+            .directory(from)
+            .map_err(|m| self.note(Problem::Denied(m)))?;
+        let (to_dir, to) = self
+            .grants
+            .directory(to)
+            .map_err(|m| self.note(Problem::Denied(m)))?;
         if !Arc::ptr_eq(&dir, &to_dir) {
             return Err(self.note(Problem::Rejected(
                 "cannot rename across granted directories".to_string(),
             )));
         }
-        dir.rename(from, to).map_err(|m| self.note(Problem::Rejected(m)))
+        dir.rename(from, to)
+            .map_err(|m| self.note(Problem::Rejected(m)))
     }
 
     /// End the batch: commit every open transaction if the plugin succeeded

@@ -304,7 +304,11 @@ impl Stage {
                 Ok(failures) => {
                     if let Some(since) = outage {
                         tracing::info!(stage = %self.name, down_for = ?since.elapsed(), "sink target reachable again; resuming");
-                        board.set(&self.name, StageState::Running, format!("consuming {}", self.input));
+                        board.set(
+                            &self.name,
+                            StageState::Running,
+                            format!("consuming {}", self.input),
+                        );
                     }
                     return Some(failures);
                 }
