@@ -6,6 +6,7 @@
 //! bash scripts/bench.sh ingest    # HTTP ingest vs the raw librdkafka producer
 //! bash scripts/bench.sh stage     # a 3-plugin stage vs raw consume→produce
 //! bash scripts/bench.sh chain     # the 3-plugin chain in wasm vs the same rules native
+//! bash scripts/bench.sh replay    # replay through a 1-plugin filter to a file vs raw fetch
 //! ```
 
 use std::sync::Arc;
@@ -33,7 +34,8 @@ async fn main() -> anyhow::Result<()> {
         "ingest" => ingest(scale).await,
         "stage" => stage(scale).await,
         "chain" => chain(scale),
-        other => bail!("unknown benchmark `{other}`: use ingest, stage or chain"),
+        "replay" => replay(scale).await,
+        other => bail!("unknown benchmark `{other}`: use ingest, stage, chain or replay"),
     }
 }
 
@@ -548,4 +550,141 @@ fn apply_native(
         }
     }
     next
+}
+
+/// Raw fetch: a group-less consumer assigned every partition of `topic` from
+/// its low watermark, polling until each high watermark; returns the rate.
+fn raw_fetch(bootstrap: &str, topic: &str) -> anyhow::Result<(usize, f64)> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-raw-fetch-unused")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    let mut total = 0usize;
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+            assignment.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
+            ends.insert(p.id(), high);
+            total += (high - low) as usize;
+        }
+    }
+    let started = Instant::now();
+    consumer.assign(&assignment)?;
+    let mut read = 0usize;
+    let mut bytes = 0usize;
+    while read < total {
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("raw fetch read {read} of {total}");
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m?;
+            if m.offset() < ends.get(&m.partition()).copied().unwrap_or(0) {
+                bytes += m.payload().map_or(0, <[u8]>::len);
+                read += 1;
+            }
+        }
+    }
+    std::hint::black_box(bytes);
+    Ok((read, read as f64 / started.elapsed().as_secs_f64()))
+}
+
+/// `sluice replay` of a whole topic through a one-plugin filter chain to an
+/// NDJSON file, against a raw fetch of the same window in the same run.
+async fn replay(scale: f64) -> anyhow::Result<()> {
+    sluice_tests::plugins_built(&["filter"])?;
+    let broker = BenchBroker::start()?;
+    broker.create_topic("in", 3)?;
+    let count = scaled(300_000, scale);
+    let events: Vec<Value> = (0..count)
+        .map(|i| {
+            let mut e = sample_event(i, 1000);
+            e["severity"] = Value::from(if i % 10 == 0 { "DEBUG" } else { "INFO" });
+            e
+        })
+        .collect();
+    for chunk in events.chunks(50_000) {
+        sluice_tests::produce_events(&broker.bootstrap(), "in", chunk).await?;
+    }
+    let size = schema()?
+        .encode_json(&events[0])
+        .map_err(anyhow::Error::msg)?
+        .len();
+    println!(
+        "events: {count} (framed Avro ~{size} B), broker: {}, 3 partitions",
+        broker.name()
+    );
+    let bootstrap = broker.bootstrap();
+    let (read, raw) = tokio::task::spawn_blocking(move || raw_fetch(&bootstrap, "in")).await??;
+    anyhow::ensure!(read == count, "raw fetch read {read} of {count}");
+    println!("baseline  raw fetch (librdkafka, no decode):  {raw:>10.0} events/s");
+
+    let dir = sluice_tests::TempDir::new("bench-replay");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"schemas = "{schemas}"
+[kafka]
+brokers = "{bootstrap}"
+[plugins]
+dir = "{plugins}"
+[[stage]]
+name = "bench"
+input = "in"
+output = "out"
+chain = ["filter"]
+batch_size = 1000
+[stage.config.filter]
+mode = "drop"
+rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
+"#,
+            schemas = repo_path("schemas").display(),
+            plugins = repo_path("plugins/dist").display(),
+            bootstrap = broker.bootstrap(),
+        ),
+    )?;
+    let out = dir.path().join("out.ndjson");
+    let started = Instant::now();
+    let output = tokio::process::Command::new(sluice_tests::sluice_bin())
+        .args([
+            "replay", "--topic", "in", "--from", "0", "--stage", "bench", "-c",
+        ])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .env("SLUICE_LOG", "warn")
+        .output()
+        .await?;
+    let wall = started.elapsed().as_secs_f64();
+    let summary = String::from_utf8_lossy(&output.stderr);
+    anyhow::ensure!(output.status.success(), "replay failed: {summary}");
+    let lines = std::fs::read_to_string(&out)?.lines().count();
+    let expected = events.iter().filter(|e| e["severity"] != "DEBUG").count();
+    anyhow::ensure!(
+        lines == expected,
+        "replay wrote {lines} lines, expected {expected}: {summary}"
+    );
+    // The summary's own rate: first fetch to last write, without start-up.
+    let internal: f64 = summary
+        .split(" s (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    let process = count as f64 / wall;
+    println!(
+        "sluice    replay filter → NDJSON file:        {internal:>10.0} events/s  ratio {:.2}x raw (summary: first fetch to last write)",
+        internal / raw
+    );
+    println!(
+        "sluice    replay, whole process:              {process:>10.0} events/s  ratio {:.2}x raw ({wall:.2} s incl. start-up and plugin load)",
+        process / raw
+    );
+    print!("{summary}");
+    Ok(())
 }
