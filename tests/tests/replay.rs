@@ -181,6 +181,45 @@ async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow
     );
     assert_output(&read_lines(&out)?, &middle, "timestamps");
 
+    // The same span as an Avro container file, `--chain` with `--stage`'s
+    // plugin configs.
+    let out = dir.path().join("middle.avro");
+    let result = replay(
+        &config,
+        &[
+            "--topic",
+            "in",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--stage",
+            "clean",
+            "--chain",
+            "filter,redact,enrich",
+            "--format",
+            "avro",
+            "--out",
+            out.to_str().unwrap_or_default(),
+        ],
+    );
+    assert!(result.status.success(), "{}", stderr(&result));
+    let reader = apache_avro::Reader::new(std::fs::File::open(&out)?)?;
+    let mut from_avro = BTreeMap::new();
+    for value in reader {
+        let json = sluice::schema::avro_to_json(&value?)?;
+        let id = json["event_id"].as_str().unwrap_or_default().to_string();
+        from_avro.insert(id, json);
+    }
+    let middle_values: BTreeMap<String, Value> = middle
+        .iter()
+        .map(|(id, (value, _))| (id.clone(), value.clone()))
+        .collect();
+    assert_eq!(
+        from_avro, middle_values,
+        "the Avro file holds the same events"
+    );
+
     // The same span by durations back from now.
     let out = dir.path().join("durations.ndjson");
     let result = replay(

@@ -82,8 +82,8 @@ pub struct ReplayArgs {
     #[arg(long = "key", value_name = "K")]
     pub keys: Vec<String>,
     /// Plugins to run, in order (default: the `--stage`'s chain, or that of
-    /// the one stage reading the topic).
-    #[arg(long, value_delimiter = ',', conflicts_with = "stage")]
+    /// the one stage reading the topic); configs come from `--stage` if given.
+    #[arg(long, value_delimiter = ',')]
     pub chain: Option<Vec<String>>,
     /// Use this stage's chain, plugin configuration and limits.
     #[arg(long)]
