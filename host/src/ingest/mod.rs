@@ -490,6 +490,65 @@ fn describe(r: &Rejected) -> String {
     }
 }
 
+/// Decode and validate a request body as the ingest routes do, against one
+/// schema and without producing anything: the entry point of the fuzz
+/// targets and of decoding tests. `batch` applies `/v1/events/batch` rules;
+/// the answer is each valid event's framed Avro record, or the error the
+/// route would answer (every event must be valid, as with `partial = false`).
+pub fn decode_request(
+    batch: bool,
+    content_type: &str,
+    body: &[u8],
+    schemas: &SchemaSet,
+    schema: &LoadedSchema,
+) -> Result<Vec<Vec<u8>>, ApiError> {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = header::HeaderValue::from_str(content_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    let invalid = |rejected: Vec<Rejected>| ApiError::Invalid {
+        message: rejected.first().map(describe).unwrap_or_default(),
+        rejected,
+    };
+    let events = if batch {
+        let format = decode::format(&headers, decode::BATCH_TYPES)?;
+        decode::batch(format, body).map_err(|r| invalid(vec![r]))?
+    } else {
+        let format = decode::format(&headers, decode::SINGLE_TYPES)?;
+        vec![decode::single(format, body, schemas, schema)]
+    };
+    if events.is_empty() {
+        return Err(invalid(Vec::new()));
+    }
+    let mut records = Vec::with_capacity(events.len());
+    let mut rejected = Vec::new();
+    for (index, event) in events.into_iter().enumerate() {
+        let encoded = event.and_then(|json| {
+            if !json.is_object() {
+                return Err(Rejected {
+                    index,
+                    field: String::new(),
+                    reason: "expected a JSON object".into(),
+                });
+            }
+            schema.encode_json(&json).map_err(|e| Rejected {
+                index,
+                field: e.field,
+                reason: e.reason,
+            })
+        });
+        match encoded {
+            Ok(record) => records.push(record),
+            Err(r) => rejected.push(r),
+        }
+    }
+    if rejected.is_empty() {
+        Ok(records)
+    } else {
+        Err(invalid(rejected))
+    }
+}
+
 /// How long the ingest producer waits for the broker's acknowledgement.
 pub fn ack_timeout(config: &IngestConfig) -> Duration {
     Duration::from_millis(config.ack_timeout_ms)
