@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -36,8 +37,13 @@ pub enum StageState {
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
     stages: Arc<RwLock<BTreeMap<String, (StageState, String)>>>,
+    beats: Arc<RwLock<BTreeMap<String, Instant>>>,
     draining: Arc<AtomicBool>,
 }
+
+/// A running stage whose thread has not shown progress for this long is
+/// reported stuck, and `/readyz` fails (e.g. a call that never returns).
+pub const STUCK_AFTER: Duration = Duration::from_secs(60);
 
 impl StatusBoard {
     /// Mark the host as shutting down: `/readyz` answers 503 from now on.
@@ -55,6 +61,23 @@ impl StatusBoard {
         if let Ok(mut stages) = self.stages.write() {
             stages.insert(stage.to_string(), (state, detail.into()));
         }
+        self.beat(stage);
+    }
+
+    /// Record that a stage's thread is making progress (called every poll
+    /// loop and every retry).
+    pub fn beat(&self, stage: &str) {
+        if let Ok(mut beats) = self.beats.write() {
+            beats.insert(stage.to_string(), Instant::now());
+        }
+    }
+
+    /// How long ago `stage` last showed progress.
+    pub fn quiet_for(&self, stage: &str) -> Option<Duration> {
+        self.beats
+            .read()
+            .ok()
+            .and_then(|b| b.get(stage).map(Instant::elapsed))
     }
 
     fn snapshot(&self) -> BTreeMap<String, (StageState, String)> {
@@ -98,6 +121,8 @@ pub fn router(state: AdminState) -> Router {
 struct StageReport {
     state: StageState,
     detail: String,
+    /// True when the stage's thread has shown no progress for [`STUCK_AFTER`].
+    stuck: bool,
 }
 
 #[derive(Serialize)]
@@ -109,17 +134,31 @@ struct Readiness {
     stages: BTreeMap<String, StageReport>,
 }
 
+/// A running stage is stuck when its thread has been quiet past
+/// [`STUCK_AFTER`]; retrying and starting stages report their own state.
+fn is_stuck(state: &StageState, quiet: Option<Duration>) -> bool {
+    *state == StageState::Running && quiet.is_some_and(|quiet| quiet > STUCK_AFTER)
+}
+
 async fn readyz(State(state): State<AdminState>) -> Response {
     let broker_ok = state.health.is_reachable();
     let stages: BTreeMap<String, StageReport> = state
         .board
         .snapshot()
         .into_iter()
-        .map(|(name, (state, detail))| (name, StageReport { state, detail }))
+        .map(|(name, (stage_state, detail))| {
+            let stuck = is_stuck(&stage_state, state.board.quiet_for(&name));
+            let report = StageReport {
+                state: stage_state,
+                detail,
+                stuck,
+            };
+            (name, report)
+        })
         .collect();
-    let stages_ok = stages
-        .values()
-        .all(|s| matches!(s.state, StageState::Running | StageState::Starting));
+    let stages_ok = stages.values().all(|s| {
+        !s.stuck && matches!(s.state, StageState::Running | StageState::Starting)
+    });
     let draining = state.board.is_draining();
     let ready = broker_ok && stages_ok && !draining;
     let body = Readiness {
@@ -274,5 +313,26 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod stuck_tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_running_stage_is_stuck() {
+        let long = Some(STUCK_AFTER + Duration::from_secs(1));
+        assert!(is_stuck(&StageState::Running, long));
+        assert!(!is_stuck(&StageState::Running, Some(Duration::from_secs(1))));
+        assert!(!is_stuck(&StageState::Retrying, long));
+        let board = StatusBoard::default();
+        board.set("s", StageState::Running, "consuming");
+        assert!(
+            board
+                .quiet_for("s")
+                .is_some_and(|q| q < Duration::from_secs(5))
+        );
+        assert!(board.quiet_for("other").is_none());
     }
 }

@@ -39,7 +39,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         "sluice_stage_events_total",
-        "Events through a stage plugin, by stage, plugin and outcome (in, kept, modified, dropped, failed, out)."
+        "Events through a stage and its plugins, by stage, plugin (empty for the stage itself) and outcome (in, kept, modified, dropped, failed, out, dead_lettered; sinks: written)."
     );
     metrics::describe_histogram!(
         "sluice_stage_batch_seconds",
@@ -52,6 +52,18 @@ fn describe() {
     metrics::describe_histogram!(
         "sluice_plugin_call_seconds",
         "Time spent in one plugin call (one batch), by stage and plugin."
+    );
+    metrics::describe_gauge!(
+        "sluice_plugin_active",
+        "1 for each plugin version a stage runs, labelled by stage, plugin and version."
+    );
+    metrics::describe_counter!(
+        "sluice_sink_rows_total",
+        "Rows sink plugins wrote (inserted or updated), by stage and plugin."
+    );
+    metrics::describe_counter!(
+        "sluice_sink_unavailable_total",
+        "Sink batch attempts that found a target (database) unavailable, by stage."
     );
     metrics::describe_gauge!(
         "sluice_stage_consumer_lag",
@@ -154,4 +166,15 @@ pub fn sink_rows(stage: &str, plugin: &str, rows: u64) {
 /// A sink batch that could not be written because a target was down.
 pub fn sink_unavailable(stage: &str) {
     metrics::counter!("sluice_sink_unavailable_total", "stage" => stage.to_string()).increment(1);
+}
+
+/// Mark a plugin version as the one a stage runs (`1`, labelled by version).
+pub fn plugin_active(stage: &str, plugin: &str, version: &str) {
+    metrics::gauge!(
+        "sluice_plugin_active",
+        "stage" => stage.to_string(),
+        "plugin" => plugin.to_string(),
+        "version" => version.to_string()
+    )
+    .set(1.0);
 }

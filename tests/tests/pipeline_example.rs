@@ -73,15 +73,61 @@ async fn pipeline_example_cleans_events_on_the_embedded_broker() -> anyhow::Resu
             "{value}"
         );
     }
-    let metrics = client
-        .get(format!("{}/metrics", sluice.url))
-        .send()
-        .await?
-        .text()
-        .await?;
+    // Lag is reported every 5 s, also while idle.
+    let mut metrics = String::new();
+    for _ in 0..20 {
+        metrics = client
+            .get(format!("{}/metrics", sluice.url))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if metrics.contains("sluice_stage_consumer_lag{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let sample = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    for (plugin, outcome) in [
+        ("", "in"),
+        ("", "out"),
+        ("filter", "in"),
+        ("filter", "dropped"),
+        ("redact", "modified"),
+        ("enrich", "modified"),
+    ] {
+        let value = sample(
+            "sluice_stage_events_total",
+            &[("stage", "clean"), ("plugin", plugin), ("outcome", outcome)],
+        );
+        assert!(value > 0.0, "{plugin}/{outcome} is {value}:\n{metrics}");
+    }
+    for plugin in ["filter", "redact", "enrich"] {
+        assert_eq!(
+            sample("sluice_plugin_active", &[("stage", "clean"), ("plugin", plugin)]),
+            1.0,
+            "{plugin} version gauge:\n{metrics}"
+        );
+        assert!(
+            sample("sluice_plugin_call_seconds_count", &[("plugin", plugin)]) > 0.0,
+            "{plugin} call latency:\n{metrics}"
+        );
+    }
     assert!(
-        metrics.contains("sluice_stage_events_total"),
-        "stage metrics are exported"
+        metrics.contains("sluice_stage_consumer_lag{"),
+        "consumer lag per partition:\n{metrics}"
     );
+    assert!(metrics.contains("sluice_stage_batch_seconds"), "{metrics}");
     Ok(())
 }

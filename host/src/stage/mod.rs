@@ -84,6 +84,7 @@ impl Stage {
                 .instantiate(&name, &plugin_config, limits)
                 .with_context(|| format!("stage `{name}`: plugin `{plugin_name}`"))?;
             tracing::info!(stage = %name, plugin = plugin_name, version = plugin.version(), "plugin loaded");
+            crate::metrics::plugin_active(&name, plugin_name, plugin.version());
             links.push(Link::new(Arc::new(plugin), plugin_config, limits));
         }
         let sink = match &config.sink {
@@ -93,6 +94,7 @@ impl Stage {
                 let plugin = SinkPlugin::load_file(runtime, sink_name, &path)
                     .with_context(|| format!("stage `{name}`"))?;
                 tracing::info!(stage = %name, plugin = sink_name, version = plugin.version(), "sink plugin loaded");
+                crate::metrics::plugin_active(&name, sink_name, plugin.version());
                 Some(SinkRunner::new(
                     &name,
                     Arc::new(plugin),
@@ -163,6 +165,7 @@ impl Stage {
     fn run(&mut self, board: &StatusBoard, stop: &AtomicBool) {
         let mut last_lag = Instant::now();
         while !stop.load(Ordering::SeqCst) {
+            board.beat(&self.name);
             let batch = match self.poll_batch(stop) {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -217,6 +220,7 @@ impl Stage {
     }
 
     fn process(&mut self, mut batch: Batch, board: &StatusBoard, stop: &AtomicBool) {
+        crate::metrics::stage_events(&self.name, "", "in", batch.len());
         let (events, mut failures) = batch.decode(&self.schemas);
         let decoded: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
         let output = self.chain.run(events.into_iter().map(|(_, e)| e).collect());
@@ -235,6 +239,11 @@ impl Stage {
             };
             let written = events.len() - sink_failures.len();
             crate::metrics::stage_events(&self.name, "", "out", written);
+            if let Some(sink) = &self.sink {
+                crate::metrics::stage_events(&self.name, sink.name(), "in", events.len());
+                crate::metrics::stage_events(&self.name, sink.name(), "written", written);
+                crate::metrics::stage_events(&self.name, sink.name(), "failed", sink_failures.len());
+            }
             failures.extend(
                 sink_failures
                     .into_iter()
