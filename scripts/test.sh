@@ -24,9 +24,24 @@ step "tansu broker"
 bash scripts/install-tansu.sh
 
 step "PostgreSQL"
-if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+# The sink tests use the local server (trust auth, database `test`); on a
+# machine without one, install Debian's and set that up.
+if ! command -v pg_ctlcluster >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
 fi
+pg_version="$(ls /etc/postgresql | head -n1)"
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start
+fi
+for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+if ! psql -h 127.0.0.1 -U postgres -d test -qc 'SELECT 1' >/dev/null 2>&1; then
+  # A fresh install: trust auth on loopback and a `test` database.
+  hba="/etc/postgresql/$pg_version/main/pg_hba.conf"
+  grep -q '^host all all 127.0.0.1/32 trust' "$hba" || sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  pg_ctlcluster --skip-systemctl-redirect "$pg_version" main reload
+  su postgres -c "createdb test" 2>/dev/null || true
+fi
+psql -h 127.0.0.1 -U postgres -d test -qc 'SELECT 1' >/dev/null
 
 step "plugins: unit tests and wasm32-wasip2 builds"
 export CARGO_TARGET_DIR="$cache/plugins-target"
