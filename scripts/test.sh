@@ -56,6 +56,11 @@ cargo build --release -p sluice-host
 step "host: unit and integration tests"
 # One test at a time: each integration test runs its own broker and hosts,
 # and on 2 cores parallel tests starve tansu into group session timeouts.
+# The slow fault suite (tests/tests/fault.rs: SIGKILL and a 30 s broker
+# outage under load) runs in CI; set SLUICE_FAULT=0 to skip it locally.
+export SLUICE_FAULT="${SLUICE_FAULT:-1}"
+# Seconds of seeded mutation fuzzing per target (tests/tests/fuzz_stable.rs).
+export SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-30}"
 cargo test --release --workspace -- --test-threads=1 ${SLUICE_TEST_ARGS:-} 2>&1 | tee -a "$results"
 
 step "totals"
