@@ -517,6 +517,52 @@ async fn bad_input_is_one_line_and_exit_code_2() -> anyhow::Result<()> {
         );
     }
 
+    // --diff: the same window through another version of a plugin; only
+    // the events whose outcome differs are written. Here "fixture-panic"
+    // (keeps everything) is compared with the template's alert plugin
+    // under the same name, which tags ERROR events.
+    plugins_built(&["fixture-panic", "template"])?;
+    let out = dir.path().join("diff.ndjson");
+    let template = repo_path("plugins/dist/template.wasm");
+    let result = replay(
+        &config,
+        &[
+            "--topic",
+            "in",
+            "--from",
+            "0",
+            "--chain",
+            "fixture-panic",
+            "--diff",
+            &format!("fixture-panic={}", template.display()),
+            "--out",
+            out.to_str().unwrap_or_default(),
+        ],
+    );
+    let summary = stderr(&result);
+    assert!(result.status.success(), "{summary}");
+    let errors = inputs.iter().filter(|e| e["severity"] == "ERROR").count();
+    assert!(
+        summary.contains(&format!(
+            "{errors} events' outcomes differ from fixture-panic@"
+        )),
+        "{summary}"
+    );
+    let text = std::fs::read_to_string(&out)?;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), errors);
+    for line in &lines {
+        let old = &line["old"]["kept"][0];
+        let new = &line["new"]["kept"][0];
+        assert_eq!(new["severity"], "ERROR", "{line}");
+        assert_eq!(old["attributes"]["alert"], "true", "{line}");
+        assert!(new["attributes"].get("alert").is_none(), "{line}");
+        assert_eq!(line["key"], new["entity_id"], "{line}");
+    }
+
     // A dry run resolves and plans without reading.
     let result = replay(
         &config,

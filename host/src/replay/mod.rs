@@ -100,6 +100,11 @@ pub struct ReplayArgs {
     /// Output format for a file or stdout.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// `NAME=OLD` (a .wasm file or 12-hex version): also run the window with
+    /// that version of plugin NAME and write only the events whose outcome
+    /// differs (NDJSON `{partition, offset, key, old, new}`).
+    #[arg(long, value_name = "NAME=OLD")]
+    pub diff: Option<String>,
     /// Resolve the window and load the chain, print the plan, read nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -206,6 +211,46 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Summary> {
         args.stage.as_deref(),
         &args.plugin_versions,
     )?;
+    if let Some(diff) = &args.diff {
+        if args.out_topic.is_some() || args.format == Some(Format::Avro) {
+            return Err(InputError::new(
+                "--diff writes NDJSON differences: it does not combine with --out-topic or --format avro",
+            )
+            .into());
+        }
+        let name = diff.split_once('=').map(|(n, _)| n).unwrap_or(diff);
+        if !plan
+            .versions
+            .iter()
+            .any(|v| v.split_once('@').map(|(n, _)| n) == Some(name))
+        {
+            return Err(InputError::new(format!(
+                "--diff {diff}: `{name}` is not in the chain ({})",
+                plan.versions.join(", ")
+            ))
+            .into());
+        }
+        let mut old_versions: Vec<String> = args
+            .plugin_versions
+            .iter()
+            .filter(|v| v.split_once('=').map(|(n, _)| n) != Some(name))
+            .cloned()
+            .collect();
+        old_versions.push(diff.clone());
+        let old = plan::build(
+            &loaded,
+            &runtime,
+            &args.topic,
+            args.chain.as_deref(),
+            args.stage.as_deref(),
+            &old_versions,
+        )
+        .context("--diff")?;
+        plan.diff = Some(plan::DiffChain {
+            chain: old.chain,
+            versions: old.versions,
+        });
+    }
     let schemas = crate::run::schema_set(&loaded)?;
     let kafka = futures::executor::block_on(Kafka::start(&loaded.config.kafka, &[]))?;
     let consumer = reader(&kafka)?;
@@ -234,6 +279,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Summary> {
     let mut summary = Summary {
         topic: args.topic.clone(),
         key_filter: key_filter.is_some(),
+        diff_against: plan.diff.as_ref().map(|d| d.versions.join(",")),
         ..Summary::default()
     };
     for range in &ranges {
@@ -893,7 +939,33 @@ fn run_chain(
         outcomes.fail(&failure.plugin, &failure.error);
     }
     let sources: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
-    let output = plan.chain.run(events.into_iter().map(|(_, e)| e).collect());
+    let events: Vec<crate::runtime::bindings::Event> = events.into_iter().map(|(_, e)| e).collect();
+    if let Some(diff) = plan.diff.as_mut() {
+        let keys: Vec<Option<Vec<u8>>> = events.iter().map(|e| e.key.clone()).collect();
+        let old = diff.chain.run(events.clone());
+        let new = plan.chain.run(events);
+        outcomes.kept += new.items.len() as u64;
+        outcomes.dropped += new.dropped as u64;
+        for failure in &new.failures {
+            outcomes.fail(&failure.plugin, &failure.error);
+        }
+        let (old, new) = (fates(&old, keys.len()), fates(&new, keys.len()));
+        for (i, key) in keys.iter().enumerate() {
+            if old[i] != new[i] {
+                outcomes.differ += 1;
+                let line = serde_json::json!({
+                    "partition": origins[sources[i]].partition,
+                    "offset": origins[sources[i]].offset,
+                    "key": key.as_deref().map(String::from_utf8_lossy),
+                    "old": old[i],
+                    "new": new[i],
+                });
+                sink.write_line(&line)?;
+            }
+        }
+        return Ok(());
+    }
+    let output = plan.chain.run(events);
     outcomes.dropped += output.dropped as u64;
     for failure in &output.failures {
         outcomes.fail(&failure.plugin, &failure.error);
@@ -910,4 +982,31 @@ fn run_chain(
         }
     }
     Ok(())
+}
+
+/// What the chain made of each input event, as JSON for `--diff`:
+/// `{"kept": [values]}`, `"dropped"`, or `{"failed": {"plugin", "error"}}`.
+fn fates(output: &crate::runtime::ChainOutput, inputs: usize) -> Vec<serde_json::Value> {
+    let mut kept: Vec<Vec<serde_json::Value>> = vec![Vec::new(); inputs];
+    let mut out = vec![serde_json::Value::from("dropped"); inputs];
+    for item in &output.items {
+        let value = serde_json::from_slice(&item.event.value).unwrap_or_else(|_| {
+            serde_json::Value::from(String::from_utf8_lossy(&item.event.value).into_owned())
+        });
+        if let Some(slot) = kept.get_mut(item.source) {
+            slot.push(value);
+        }
+    }
+    for (i, values) in kept.into_iter().enumerate() {
+        if !values.is_empty() {
+            out[i] = serde_json::json!({ "kept": values });
+        }
+    }
+    for failure in &output.failures {
+        if let Some(slot) = out.get_mut(failure.source) {
+            *slot =
+                serde_json::json!({"failed": {"plugin": failure.plugin, "error": failure.error}});
+        }
+    }
+    out
 }

@@ -122,6 +122,17 @@ impl Sink<'_> {
         }
     }
 
+    /// Write one JSON line (NDJSON output only, as `--diff` does).
+    pub fn write_line(&mut self, line: &serde_json::Value) -> anyhow::Result<()> {
+        match self {
+            Sink::Ndjson(out) => {
+                serde_json::to_writer(&mut *out, line)?;
+                out.write_all(b"\n").context("cannot write output")
+            }
+            _ => anyhow::bail!("only NDJSON output takes JSON lines"),
+        }
+    }
+
     /// Flush buffered output and wait for every delivery.
     pub fn finish(&mut self) -> anyhow::Result<()> {
         match self {

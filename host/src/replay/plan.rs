@@ -22,6 +22,17 @@ pub struct ChainPlan {
     pub batch_size: usize,
     /// The stage whose chain, plugin configs and limits were used, if any.
     pub stage: Option<String>,
+    /// `--diff`: the chain with the old version of one plugin, run on the
+    /// same events for comparison.
+    pub diff: Option<DiffChain>,
+}
+
+/// The comparison chain of `--diff`.
+pub struct DiffChain {
+    /// The chain with the old plugin version.
+    pub chain: Chain,
+    /// `name@version` of each of its plugins.
+    pub versions: Vec<String>,
 }
 
 /// Where one plugin's component comes from.
@@ -174,6 +185,7 @@ pub fn build(
         versions,
         batch_size: source.map_or(500, |s| s.batch_size).max(1),
         stage: source.map(|s| s.name.get_ref().clone()),
+        diff: None,
     })
 }
 

@@ -47,6 +47,10 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Whether a key filter was on.
     pub key_filter: bool,
+    /// `--diff`: events whose outcome differs between the two versions.
+    pub differ: u64,
+    /// `--diff`: the comparison chain's `name@version`s, if any.
+    pub diff_against: Option<String>,
 }
 
 impl Summary {
@@ -76,6 +80,7 @@ impl Summary {
         self.kept += other.kept;
         self.dropped += other.dropped;
         self.failed += other.failed;
+        self.differ += other.differ;
         for (plugin, reasons) in other.failures {
             let mine = self.failures.entry(plugin).or_default();
             for (reason, count) in reasons {
@@ -110,6 +115,13 @@ impl fmt::Display for Summary {
             self.elapsed.as_secs_f64(),
             self.rate()
         )?;
+        if let Some(against) = &self.diff_against {
+            writeln!(
+                f,
+                "  {} events' outcomes differ from {against}",
+                self.differ
+            )?;
+        }
         for (partition, range) in &self.partitions {
             write!(
                 f,
