@@ -264,7 +264,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::path::Path;
 
-    /// Every `.route("PATH"` in the host's source.
+    /// Every path routed with `.route("PATH", ...)` in the host's source.
     fn routed_paths(dir: &Path, out: &mut BTreeSet<String>) {
         for entry in std::fs::read_dir(dir).expect("source dir").flatten() {
             let path = entry.path();
@@ -272,8 +272,13 @@ mod tests {
                 routed_paths(&path, out);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).expect("source file");
-                for piece in text.split(".route(\"").skip(1) {
-                    if let Some(end) = piece.find('"') {
+                for piece in text.split(".route(").skip(1) {
+                    let Some(piece) = piece.trim_start().strip_prefix('"') else {
+                        continue;
+                    };
+                    if let Some(end) = piece.find('"')
+                        && piece.starts_with('/')
+                    {
                         out.insert(piece[..end].to_string());
                     }
                 }

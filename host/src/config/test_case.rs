@@ -230,7 +230,7 @@ chain = ["filter"]
             "\n[[test]]\nname = \"t\"\nstage = \"clean\"\ncolour = 1\ninput = [{ a = 1 }]\nexpect = [{ outcome = \"keep\", vlaue = 1 }]\n",
         );
         assert!(
-            rendered.contains("sluice.toml:15:1: key `test[0].colour`: unknown key"),
+            rendered.contains("sluice.toml:14:1: key `test[0].colour`: unknown key"),
             "{rendered}"
         );
         assert!(
