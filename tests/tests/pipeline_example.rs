@@ -115,7 +115,10 @@ async fn pipeline_example_cleans_events_on_the_embedded_broker() -> anyhow::Resu
     }
     for plugin in ["filter", "redact", "enrich"] {
         assert_eq!(
-            sample("sluice_plugin_active", &[("stage", "clean"), ("plugin", plugin)]),
+            sample(
+                "sluice_plugin_active",
+                &[("stage", "clean"), ("plugin", plugin)]
+            ),
             1.0,
             "{plugin} version gauge:\n{metrics}"
         );

@@ -7,6 +7,7 @@
 //! bash scripts/bench.sh stage     # a 3-plugin stage vs raw consume→produce
 //! bash scripts/bench.sh chain     # the 3-plugin chain in wasm vs the same rules native
 //! bash scripts/bench.sh replay    # replay through a 1-plugin filter to a file vs raw fetch
+//! bash scripts/bench.sh sink      # postgres-sink into PostgreSQL vs a plain binary COPY
 //! ```
 
 use std::sync::Arc;
@@ -35,7 +36,8 @@ async fn main() -> anyhow::Result<()> {
         "stage" => stage(scale).await,
         "chain" => chain(scale),
         "replay" => replay(scale).await,
-        other => bail!("unknown benchmark `{other}`: use ingest, stage, chain or replay"),
+        "sink" => sluice_tests::sink_bench::run(scale).await,
+        other => bail!("unknown benchmark `{other}`: use ingest, stage, chain, replay or sink"),
     }
 }
 
