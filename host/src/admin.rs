@@ -98,6 +98,9 @@ pub struct AdminState {
     pub board: StatusBoard,
     /// Renders `/metrics`; absent when another recorder is installed.
     pub metrics: Option<PrometheusHandle>,
+    /// The plugin store behind `/admin/plugins`; `None` unless
+    /// `[plugins] store = true`.
+    pub plugins: Option<Arc<crate::plugins::PluginService>>,
 }
 
 /// The OpenAPI 3.1 document of the HTTP API (`docs/openapi.json`).
@@ -105,6 +108,9 @@ pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 /// `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/admin`.
 pub fn router(state: AdminState) -> Router {
+    let push = axum::routing::put(plugins_push)
+        .layer(axum::extract::DefaultBodyLimit::max(PLUGIN_BODY_LIMIT));
+    let rollback = axum::routing::post(plugins_rollback);
     Router::new()
         .route(
             "/healthz",
@@ -114,6 +120,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/admin/topics/{topic}/tail", get(tail))
+        .route("/admin/plugins", get(plugins_list))
+        .route("/admin/plugins/{name}", push)
+        .route("/admin/plugins/{name}/rollback", rollback)
         .with_state(state)
 }
 
@@ -255,6 +264,116 @@ async fn tail(
             axum::Json(serde_json::json!({"error": "tail_failed", "message": format!("{e:#}")})),
         )
             .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// Largest component `PUT /admin/plugins/{name}` accepts.
+const PLUGIN_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+fn plugin_store(state: &AdminState) -> Result<Arc<crate::plugins::PluginService>, Response> {
+    state.plugins.clone().ok_or_else(|| {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": "store_disabled", "message": "set [plugins] store = true to deploy plugins"})),
+        )
+            .into_response()
+    })
+}
+
+fn refused(e: crate::plugins::Refused) -> Response {
+    use crate::plugins::Refused;
+    let (status, error) = match &e {
+        Refused::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin"),
+        Refused::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        Refused::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({"error": error, "message": e.to_string()})),
+    )
+        .into_response()
+}
+
+/// `GET /admin/plugins`: every plugin in the store.
+async fn plugins_list(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(response) = rejection(&state, &headers) {
+        return response;
+    }
+    match plugin_store(&state) {
+        Ok(service) => axum::Json(service.list()).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `PUT /admin/plugins/{name}`: the body is a component; validated, then
+/// published as the next version and made active.
+async fn plugins_push(
+    State(state): State<AdminState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(response) = rejection(&state, &headers) {
+        return response;
+    }
+    let service = match plugin_store(&state) {
+        Ok(service) => service,
+        Err(response) => return response,
+    };
+    let by = service.host().to_string();
+    match tokio::task::spawn_blocking(move || service.push(&name, &body, &by)).await {
+        Ok(Ok(published)) => {
+            let status = if published.changed {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, axum::Json(published)).into_response()
+        }
+        Ok(Err(e)) => refused(e),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RollbackBody {
+    #[serde(default)]
+    to: Option<u32>,
+}
+
+/// `POST /admin/plugins/{name}/rollback`: body `{"to": N}` (optional).
+async fn plugins_rollback(
+    State(state): State<AdminState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(response) = rejection(&state, &headers) {
+        return response;
+    }
+    let service = match plugin_store(&state) {
+        Ok(service) => service,
+        Err(response) => return response,
+    };
+    let request: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"error": "invalid_request", "message": format!("expected {{\"to\": VERSION}}: {e}")})),
+                )
+                    .into_response();
+            }
+        }
+    };
+    let by = service.host().to_string();
+    match tokio::task::spawn_blocking(move || service.rollback(&name, request.to, &by)).await {
+        Ok(Ok(published)) => axum::Json(published).into_response(),
+        Ok(Err(e)) => refused(e),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

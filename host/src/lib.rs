@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline_test;
+pub mod plugins;
 pub mod replay;
 pub mod run;
 pub mod runtime;

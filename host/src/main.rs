@@ -28,6 +28,9 @@ enum Command {
     /// Replay a window of a topic's history through a plugin chain, without
     /// joining any consumer group; summary on stderr.
     Replay(Box<sluice::replay::ReplayArgs>),
+    /// Deploy, list and roll back plugin versions on running hosts through
+    /// the admin API.
+    Plugin(Box<sluice::plugins::cli::PluginArgs>),
     /// Run everything the configuration enables: ingest, stages, metrics.
     Run {
         /// Configuration file.
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Replay(args) => sluice::replay::main(&args),
+        Command::Plugin(args) => sluice::plugins::cli::main(&args),
         Command::Validate { config } => match sluice::validate::validate(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

@@ -74,6 +74,15 @@ pub async fn run_until(
     let stop = Arc::new(AtomicBool::new(false));
 
     let mut stage_threads = Vec::new();
+    // The plugin store (hot reload): read before stages start, so they run
+    // the store's active versions.
+    crate::plugins::check_config(&loaded)?;
+    let mut plugins = None;
+    if config.plugins.store {
+        let runtime = Runtime::new(cache_dir(&loaded))?;
+        plugins = Some(crate::plugins::PluginService::open(&loaded, &kafka, &runtime).await?);
+    }
+    let overrides = crate::plugins::overrides(plugins.as_ref().map(|(s, _, _)| s));
     if !config.stages.is_empty() {
         let runtime = Runtime::new(cache_dir(&loaded))?;
         let connections =
@@ -81,17 +90,34 @@ pub async fn run_until(
         for stage_config in &config.stages {
             let name = stage_config.name.get_ref();
             board.set(name, StageState::Starting, "loading plugins");
-            let stage = Stage::build(
+            let mut stage = Stage::build_with(
                 &loaded,
                 stage_config,
                 &kafka,
                 &runtime,
                 &connections,
                 schemas.clone(),
+                &overrides,
             )?;
+            if let Some((service, _, _)) = &plugins {
+                stage.follow(service.updates());
+            }
             stage_threads.push(stage.spawn(board.clone(), stop.clone())?);
         }
     }
+    let plugins = match plugins {
+        Some((service, changes, applied)) => {
+            service.start(changes, applied)?;
+            if config.plugins.watch {
+                crate::plugins::watch_dir(
+                    service.clone(),
+                    loaded.resolve(config.plugins.dir.get_ref()),
+                )?;
+            }
+            Some(service)
+        }
+        None => None,
+    };
 
     let ingest = match &config.ingest {
         Some(ingest_config) => {
@@ -127,6 +153,7 @@ pub async fn run_until(
         token,
         board: board.clone(),
         metrics,
+        plugins,
     });
     let (router, listen) = match (&ingest, &config.ingest, &config.admin.listen) {
         (Some((ingest, _)), Some(ingest_config), _) => (

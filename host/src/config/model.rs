@@ -215,6 +215,21 @@ pub struct PluginsConfig {
     /// Default limits for every plugin call.
     #[serde(default)]
     pub limits: Limits,
+    /// Follow and publish to the plugin store topic: hot reload through
+    /// `sluice plugin push`, converging on every host that enables it.
+    #[serde(default)]
+    pub store: bool,
+    /// The compacted topic holding every plugin version (with `store`).
+    #[serde(default = "default_store_topic")]
+    pub store_topic: String,
+    /// Watch `dir` and publish a changed `NAME.wasm` like a push (with
+    /// `store`; for local development).
+    #[serde(default)]
+    pub watch: bool,
+    /// How this host names itself in the store; defaults to the machine's
+    /// host name and the HTTP listen address.
+    #[serde(default)]
+    pub host_id: Option<String>,
 }
 
 impl Default for PluginsConfig {
@@ -223,8 +238,16 @@ impl Default for PluginsConfig {
             dir: Spanned::new(0..0, default_plugin_dir_path()),
             cache_dir: None,
             limits: Limits::default(),
+            store: false,
+            store_topic: default_store_topic(),
+            watch: false,
+            host_id: None,
         }
     }
+}
+
+fn default_store_topic() -> String {
+    "sluice.plugins".into()
 }
 
 fn default_plugin_dir_path() -> PathBuf {

@@ -169,6 +169,36 @@ impl Kafka {
     }
 }
 
+impl Kafka {
+    /// Create `topic` with one partition and `cleanup.policy=compact` if it
+    /// does not exist (the plugin store). Brokers that ignore topic configs
+    /// (tansu 0.6) keep every record, which is also correct, only larger.
+    pub async fn ensure_compacted_topic(&self, topic: &str) -> anyhow::Result<()> {
+        if let Some(broker) = &self.embedded {
+            return broker.create_topic(topic, 1);
+        }
+        let admin: AdminClient<DefaultClientContext> = self
+            .client_config()
+            .create()
+            .context("cannot create Kafka admin client")?;
+        let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "compact");
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics(&[new_topic], &options)
+            .await
+            .context("CreateTopics request failed")?;
+        for result in results {
+            match result {
+                Ok(topic) => tracing::info!(topic, "created compacted topic"),
+                Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => bail!("cannot create topic {topic}: {code}"),
+            }
+        }
+        Ok(())
+    }
+}
+
 fn setting_or(settings: &[(String, String)], key: &str, default: &str) -> String {
     settings
         .iter()

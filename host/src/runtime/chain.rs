@@ -56,6 +56,9 @@ pub struct Link {
     config: String,
     limits: Limits,
     instance: Option<TransformInstance>,
+    /// Version label for headers; the plugin's short hash unless the
+    /// plugin store numbered it (`v2-3f2a9c1b0d4e`).
+    label: Option<String>,
 }
 
 impl Link {
@@ -66,7 +69,41 @@ impl Link {
             config,
             limits,
             instance: None,
+            label: None,
         }
+    }
+
+    /// Label this link's version in output headers (the plugin store's
+    /// numbered version) instead of the bare short hash.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// The version label used in headers.
+    pub fn label(&self) -> &str {
+        self.label.as_deref().unwrap_or(self.plugin.version())
+    }
+
+    /// The plugin this link runs.
+    pub fn plugin(&self) -> &Arc<TransformPlugin> {
+        &self.plugin
+    }
+
+    /// Replace the plugin with `plugin`, keeping config and limits. The new
+    /// version is instantiated (`init` with this link's config) first; if
+    /// that fails the link keeps its old plugin and instance.
+    pub fn swap(
+        &mut self,
+        stage: &str,
+        plugin: Arc<TransformPlugin>,
+        label: Option<String>,
+    ) -> Result<(), CallError> {
+        let instance = plugin.instantiate(stage, &self.config, self.limits)?;
+        self.plugin = plugin;
+        self.instance = Some(instance);
+        self.label = label;
+        Ok(())
     }
 
     fn call(&mut self, stage: &str, batch: &[Event]) -> Result<Vec<Outcome>, String> {
@@ -151,8 +188,13 @@ impl Chain {
     pub fn versions(&self) -> Vec<String> {
         self.links
             .iter()
-            .map(|l| format!("{}@{}", l.plugin.name, l.plugin.version()))
+            .map(|l| format!("{}@{}", l.plugin.name, l.label()))
             .collect()
+    }
+
+    /// The links, to swap plugin versions between batches.
+    pub fn links_mut(&mut self) -> &mut [Link] {
+        &mut self.links
     }
 
     /// Run every plugin in order over `events`.
@@ -172,7 +214,7 @@ impl Chain {
                 break;
             }
             let name = link.plugin.name.clone();
-            let version = link.plugin.version().to_string();
+            let version = link.label().to_string();
             crate::metrics::stage_events(&self.stage, &name, "in", events.len());
             let results = link.run_isolating(&self.stage, &events, self.retries);
             let mut next_events = Vec::with_capacity(events.len());

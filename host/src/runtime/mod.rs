@@ -84,6 +84,10 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
         for name in &stage.chain {
             let key = format!("stage[{i}].chain");
             let path = plugin_path(loaded, name.get_ref());
+            if !path.is_file() && loaded.config.plugins.store {
+                // The plugin store may hold it; `sluice run` says so if not.
+                continue;
+            }
             if !path.is_file() {
                 problems.push(loaded.problem_at(
                     name,

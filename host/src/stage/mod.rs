@@ -27,7 +27,7 @@ use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureRecord, Producer as _};
 
 use crate::admin::{StageState, StatusBoard};
 use crate::config::{LoadedConfig, StageConfig};
@@ -57,6 +57,9 @@ pub struct Stage {
     consumer: BaseConsumer,
     producer: Producer,
     last_commit: Option<TopicPartitionList>,
+    /// Plugin versions from the store, applied between batches.
+    updates: Option<crate::plugins::Updates>,
+    seen_generation: u64,
 }
 
 impl Stage {
@@ -70,22 +73,53 @@ impl Stage {
         connections: &Connections,
         schemas: Arc<SchemaSet>,
     ) -> anyhow::Result<Self> {
+        Self::build_with(
+            loaded,
+            config,
+            kafka,
+            runtime,
+            connections,
+            schemas,
+            &Default::default(),
+        )
+    }
+
+    /// [`Stage::build`], running the plugin store's active versions
+    /// (`overrides`, by plugin name) instead of `[plugins] dir`'s files.
+    pub fn build_with(
+        loaded: &LoadedConfig,
+        config: &StageConfig,
+        kafka: &Kafka,
+        runtime: &Runtime,
+        connections: &Connections,
+        schemas: Arc<SchemaSet>,
+        overrides: &std::collections::BTreeMap<String, crate::plugins::Candidate>,
+    ) -> anyhow::Result<Self> {
         let name = config.name.get_ref().clone();
         let limits = config.limits.unwrap_or(loaded.config.plugins.limits);
         let mut links = Vec::with_capacity(config.chain.len());
         for plugin_name in &config.chain {
             let plugin_name = plugin_name.get_ref();
-            let path = plugin_path(loaded, plugin_name);
-            let plugin = TransformPlugin::load_file(runtime, plugin_name, &path)
-                .with_context(|| format!("stage `{name}`"))?;
+            let stored = overrides.get(plugin_name);
+            let plugin = match stored {
+                Some(candidate) => candidate.plugin.clone(),
+                None => Arc::new(
+                    TransformPlugin::load_file(runtime, plugin_name, &plugin_path(loaded, plugin_name))
+                        .with_context(|| format!("stage `{name}`"))?,
+                ),
+            };
             let plugin_config = plugin_config_json(config, plugin_name);
             // Prove the plugin starts with this config before taking traffic.
             plugin
                 .instantiate(&name, &plugin_config, limits)
                 .with_context(|| format!("stage `{name}`: plugin `{plugin_name}`"))?;
-            tracing::info!(stage = %name, plugin = plugin_name, version = plugin.version(), "plugin loaded");
+            tracing::info!(stage = %name, plugin = plugin_name, version = plugin.version(), store_version = stored.map(|c| c.version), "plugin loaded");
             crate::metrics::plugin_active(&name, plugin_name, plugin.version());
-            links.push(Link::new(Arc::new(plugin), plugin_config, limits));
+            let link = Link::new(plugin, plugin_config, limits);
+            links.push(match stored {
+                Some(candidate) => link.with_label(candidate.label()),
+                None => link,
+            });
         }
         let sink = match &config.sink {
             Some(sink_name) => {
@@ -137,8 +171,67 @@ impl Stage {
             consumer,
             producer,
             last_commit: None,
+            updates: None,
+            seen_generation: 0,
             name,
         })
+    }
+
+    /// Follow the plugin store: swap in new versions at batch boundaries.
+    /// Reports what the stage runs now.
+    pub fn follow(&mut self, updates: crate::plugins::Updates) {
+        self.seen_generation = updates.generation();
+        let active = updates.snapshot();
+        for link in self.chain.links_mut() {
+            let plugin = link.plugin();
+            let version = active
+                .get(&plugin.name)
+                .filter(|c| c.plugin.sha256 == plugin.sha256)
+                .map_or(0, |c| c.version);
+            updates.applied(crate::plugins::Applied {
+                stage: self.name.clone(),
+                name: plugin.name.clone(),
+                version,
+                sha256: plugin.sha256.clone(),
+            });
+        }
+        self.updates = Some(updates);
+    }
+
+    /// Between batches: swap in plugin versions the store activated since
+    /// the last look. Instantiates first; on failure keeps the old one.
+    fn apply_updates(&mut self) {
+        let Some(updates) = &self.updates else {
+            return;
+        };
+        let generation = updates.generation();
+        if generation == self.seen_generation {
+            return;
+        }
+        self.seen_generation = generation;
+        for (name, candidate) in updates.snapshot() {
+            for link in self.chain.links_mut() {
+                if link.plugin().name != name || link.plugin().sha256 == candidate.plugin.sha256 {
+                    continue;
+                }
+                let old = link.label().to_string();
+                match link.swap(&self.name, candidate.plugin.clone(), Some(candidate.label())) {
+                    Ok(()) => {
+                        tracing::info!(stage = %self.name, plugin = %name, from = %old, to = %candidate.label(), "plugin swapped at a batch boundary");
+                        crate::metrics::plugin_active(&self.name, &name, candidate.plugin.version());
+                        updates.applied(crate::plugins::Applied {
+                            stage: self.name.clone(),
+                            name: name.clone(),
+                            version: candidate.version,
+                            sha256: candidate.plugin.sha256.clone(),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(stage = %self.name, plugin = %name, version = %candidate.label(), error = %e, "new plugin version failed to start; keeping the old one");
+                    }
+                }
+            }
+        }
     }
 
     /// Run on a thread of its own until `stop` is set; the batch in flight
@@ -166,6 +259,7 @@ impl Stage {
         let mut last_lag = Instant::now();
         while !stop.load(Ordering::SeqCst) {
             board.beat(&self.name);
+            self.apply_updates();
             let batch = match self.poll_batch(stop) {
                 Ok(batch) => batch,
                 Err(e) => {
