@@ -54,6 +54,10 @@ fn describe() {
         "Time spent in one plugin call (one batch), by stage and plugin."
     );
     metrics::describe_gauge!(
+        "sluice_producer_queue_depth",
+        "Messages queued in a librdkafka producer and not yet acknowledged, by producer (ingest, stage)."
+    );
+    metrics::describe_gauge!(
         "sluice_plugin_active",
         "1 for each plugin version a stage runs, labelled by stage, plugin and version."
     );
@@ -177,4 +181,10 @@ pub fn plugin_active(stage: &str, plugin: &str, version: &str) {
         "version" => version.to_string()
     )
     .set(1.0);
+}
+
+/// Messages the producer holds that the broker has not acknowledged yet
+/// (librdkafka's queue), by which part of the host produces them.
+pub fn producer_queue_depth(producer: &'static str, depth: i32) {
+    metrics::gauge!("sluice_producer_queue_depth", "producer" => producer).set(f64::from(depth));
 }

@@ -132,5 +132,22 @@ async fn pipeline_example_cleans_events_on_the_embedded_broker() -> anyhow::Resu
         "consumer lag per partition:\n{metrics}"
     );
     assert!(metrics.contains("sluice_stage_batch_seconds"), "{metrics}");
+    // Ingest: requests by route and status, events by status, latency, queue.
+    assert!(
+        sample("sluice_ingest_requests_total", &[("status", "202")]) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        sample("sluice_ingest_events_total", &[("status", "accepted")]) >= 20.0,
+        "{metrics}"
+    );
+    assert!(
+        sample("sluice_ingest_request_seconds_count", &[]) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_producer_queue_depth{producer=\"ingest\"}"),
+        "{metrics}"
+    );
     Ok(())
 }

@@ -25,7 +25,7 @@ use axum::routing::post;
 use futures::StreamExt;
 use futures::future::join_all;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureRecord, Producer as _};
 use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 
@@ -361,6 +361,7 @@ impl Ingest {
 
     fn report_in_flight(&self) {
         crate::metrics::ingest_in_flight(self.max_in_flight - self.in_flight.available_permits());
+        crate::metrics::producer_queue_depth("ingest", self.producer.get().in_flight_count());
     }
 
     fn count(&self, events: &[Prepared], status: &'static str) {
