@@ -470,6 +470,7 @@ impl Stage {
                     producer.send_result(future).map_err(|(e, _)| e)
                 })
                 .collect();
+            crate::metrics::producer_queue_depth("stage", producer.in_flight_count());
             let results: Vec<bool> = deliveries
                 .into_iter()
                 .map(|d| {
