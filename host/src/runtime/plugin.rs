@@ -212,6 +212,36 @@ impl fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
+/// Compile `bytes` (or load them from the cache) and link them against WASI
+/// and the host imports `add_world` adds. Errors say whether the file is not
+/// WebAssembly, not a component, or imports something the host does not
+/// grant.
+pub(super) fn link(
+    runtime: &Runtime,
+    name: &str,
+    bytes: &[u8],
+    add_world: impl FnOnce(&mut Linker<PluginState>) -> wasmtime::Result<()>,
+) -> anyhow::Result<wasmtime::component::InstancePre<PluginState>> {
+    if !bytes.starts_with(b"\0asm") {
+        anyhow::bail!("`{name}` is not a WebAssembly file (no \\0asm header)");
+    }
+    let component = runtime
+        .compile(bytes)
+        .with_context(|| format!("`{name}` is not a valid WebAssembly component"))?;
+    let mut linker: Linker<PluginState> = Linker::new(runtime.engine());
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    add_world(&mut linker)?;
+    linker
+        .instantiate_pre(&component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("`{name}` imports something the host does not grant"))
+}
+
+/// The bytes of a component file.
+pub(super) fn read_component(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read plugin file {}", path.display()))
+}
+
 /// A loaded, type-checked transform component.
 pub struct TransformPlugin {
     /// Plugin name.
@@ -227,19 +257,9 @@ impl TransformPlugin {
     /// `transform` world. Errors name the missing export or the import the
     /// host does not provide.
     pub fn load(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Self> {
-        if !bytes.starts_with(b"\0asm") {
-            anyhow::bail!("`{name}` is not a WebAssembly file (no \\0asm header)");
-        }
-        let component = runtime
-            .compile(bytes)
-            .with_context(|| format!("`{name}` is not a valid WebAssembly component"))?;
-        let mut linker: Linker<PluginState> = Linker::new(runtime.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Transform::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("`{name}` imports something the host does not grant"))?;
+        let instance_pre = link(runtime, name, bytes, |linker| {
+            Transform::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)
+        })?;
         let pre = TransformPre::new(instance_pre).map_err(anyhow::Error::from).with_context(|| {
             format!("`{name}` does not implement the `sluice:plugin/transform` world (expected export `sluice:plugin/transformer@0.1.0`)")
         })?;
@@ -257,9 +277,8 @@ impl TransformPlugin {
         name: &str,
         path: &std::path::Path,
     ) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read plugin file {}", path.display()))?;
-        Self::load(runtime, name, &bytes).with_context(|| format!("plugin file {}", path.display()))
+        Self::load(runtime, name, &read_component(path)?)
+            .with_context(|| format!("plugin file {}", path.display()))
     }
 
     /// The short version label.

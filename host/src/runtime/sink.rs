@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::HasSelf;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::Event;
 use super::bindings::sink::sluice::plugin::{files, sql};
 use super::bindings::sink::{Sink, SinkPre};
 use super::engine::Runtime;
-use super::plugin::{CallError, PluginId, PluginState, classify, new_store};
+use super::plugin::{CallError, PluginId, PluginState, classify, link, new_store, read_component};
 use crate::config::Limits;
 use crate::sink::Session;
 
@@ -82,19 +82,9 @@ impl SinkPlugin {
     /// Compile (or load from cache) and type-check a component against the
     /// `sink` world.
     pub fn load(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Self> {
-        if !bytes.starts_with(b"\0asm") {
-            anyhow::bail!("`{name}` is not a WebAssembly file (no \\0asm header)");
-        }
-        let component = runtime
-            .compile(bytes)
-            .with_context(|| format!("`{name}` is not a valid WebAssembly component"))?;
-        let mut linker: Linker<PluginState> = Linker::new(runtime.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Sink::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("`{name}` imports something the host does not grant"))?;
+        let instance_pre = link(runtime, name, bytes, |linker| {
+            Sink::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)
+        })?;
         let pre = SinkPre::new(instance_pre).map_err(anyhow::Error::from).with_context(|| {
             format!("`{name}` does not implement the `sluice:plugin/sink` world (expected export `sluice:plugin/sinker@0.1.0`)")
         })?;
@@ -112,9 +102,8 @@ impl SinkPlugin {
         name: &str,
         path: &std::path::Path,
     ) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read plugin file {}", path.display()))?;
-        Self::load(runtime, name, &bytes).with_context(|| format!("plugin file {}", path.display()))
+        Self::load(runtime, name, &read_component(path)?)
+            .with_context(|| format!("plugin file {}", path.display()))
     }
 
     /// The short version label.
