@@ -72,26 +72,31 @@ fn unknown_subcommand_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2));
 }
 
-fn validate_with_chain(plugin: &str) -> (bool, String) {
+/// Run `sluice validate` on `config` (with `{plugins}` replaced by the
+/// repository's plugin directory); returns success and stderr.
+fn validate_text(config: &str) -> (bool, String) {
     let dir = TempDir::new("validate-plugin");
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbrokers = \"embedded\"\n[plugins]\ndir = \"{}\"\n[[stage]]\nname = \"s\"\ninput = \"in\"\noutput = \"out\"\nchain = [\"{plugin}\"]\n",
-            repo_path("plugins/dist").display()
-        ),
-    )
-    .unwrap();
+    let path = dir.path().join("sluice.toml");
+    let text = config.replace(
+        "{plugins}",
+        &repo_path("plugins/dist").display().to_string(),
+    );
+    std::fs::write(&path, text).unwrap();
     let output = Command::new(sluice_bin())
         .args(["validate", "-c"])
-        .arg(&config)
+        .arg(&path)
         .output()
         .unwrap();
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+fn validate_with_chain(plugin: &str) -> (bool, String) {
+    validate_text(&format!(
+        "[kafka]\nbrokers = \"embedded\"\n[plugins]\ndir = \"{{plugins}}\"\n[[stage]]\nname = \"s\"\ninput = \"in\"\noutput = \"out\"\nchain = [\"{plugin}\"]\n"
+    ))
 }
 
 #[test]
@@ -118,25 +123,9 @@ fn validate_accepts_the_plugin_template_built_with_plain_cargo() {
 }
 
 fn validate_with_sink(plugin: &str, config_table: &str) -> (bool, String) {
-    let dir = TempDir::new("validate-sink");
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbrokers = \"embedded\"\n[plugins]\ndir = \"{}\"\n[connections.db]\ntype = \"postgres\"\nurl = \"postgres://nobody@127.0.0.1:1/none\"\n[[stage]]\nname = \"s\"\ninput = \"in\"\nsink = \"{plugin}\"\nconnections = [\"db\"]\n[stage.config.{plugin}]\n{config_table}\n",
-            repo_path("plugins/dist").display()
-        ),
-    )
-    .unwrap();
-    let output = Command::new(sluice_bin())
-        .args(["validate", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    validate_text(&format!(
+        "[kafka]\nbrokers = \"embedded\"\n[plugins]\ndir = \"{{plugins}}\"\n[connections.db]\ntype = \"postgres\"\nurl = \"postgres://nobody@127.0.0.1:1/none\"\n[[stage]]\nname = \"s\"\ninput = \"in\"\nsink = \"{plugin}\"\nconnections = [\"db\"]\n[stage.config.{plugin}]\n{config_table}\n"
+    ))
 }
 
 #[test]
