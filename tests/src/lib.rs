@@ -558,3 +558,25 @@ pub fn plugins_built(names: &[&str]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The start of a host config that runs stages against `bootstrap` with its
+/// admin listener on `port` and the repository's schemas and plugins; tests
+/// append their `[connections]`, `[[stage]]` and other tables.
+pub fn config_head(bootstrap: &str, port: u16) -> String {
+    format!(
+        r#"
+schemas = "{{schemas}}"
+
+[kafka]
+brokers = "{bootstrap}"
+[kafka.client]
+"session.timeout.ms" = "8000"
+
+[admin]
+listen = "127.0.0.1:{port}"
+
+[plugins]
+dir = "{{plugins}}"
+"#
+    )
+}

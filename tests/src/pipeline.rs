@@ -87,21 +87,9 @@ pub fn expected(input: &Value, timestamp: i64) -> Option<Value> {
 /// A config with stage `clean` (`in` → `out`, dead letters to `dlq`)
 /// running the chain on `bootstrap`, admin on `port`.
 pub fn pipeline_config(bootstrap: &str, port: u16, batch_size: usize) -> String {
+    let head = crate::config_head(bootstrap, port);
     format!(
-        r#"
-schemas = "{{schemas}}"
-
-[kafka]
-brokers = "{bootstrap}"
-[kafka.client]
-"session.timeout.ms" = "8000"
-
-[admin]
-listen = "127.0.0.1:{port}"
-
-[plugins]
-dir = "{{plugins}}"
-
+        r#"{head}
 [[stage]]
 name = "clean"
 input = "in"

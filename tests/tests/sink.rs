@@ -13,27 +13,15 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use sluice_tests::postgres::{PgOutage, PgSchema, connect, pg_url};
 use sluice_tests::{
-    Broker, Sluice, TempDir, free_port, plugins_built, produce_events, read_topic, sample_event,
-    wait_until,
+    Broker, Sluice, TempDir, config_head, free_port, plugins_built, produce_events, read_topic,
+    sample_event, wait_until,
 };
 
 /// The telemetry mapping of `examples/warehouse`, into `{table}`.
 fn warehouse_config(bootstrap: &str, port: u16, table: &str, batch_size: usize) -> String {
+    let head = config_head(bootstrap, port);
     format!(
-        r#"
-schemas = "{{schemas}}"
-
-[kafka]
-brokers = "{bootstrap}"
-[kafka.client]
-"session.timeout.ms" = "8000"
-
-[admin]
-listen = "127.0.0.1:{port}"
-
-[plugins]
-dir = "{{plugins}}"
-
+        r#"{head}
 [connections.warehouse]
 type = "postgres"
 url = "{url}"
@@ -317,15 +305,9 @@ async fn an_ungranted_connection_dead_letters_the_batch() -> anyhow::Result<()> 
     let inputs: Vec<Value> = (0..40).map(|i| sample_event(i, 10)).collect();
     produce_events(&broker.bootstrap(), "in", &inputs).await?;
     let port = free_port();
+    let head = config_head(&broker.bootstrap(), port);
     let config = format!(
-        r#"
-schemas = "{{schemas}}"
-[kafka]
-brokers = "{bootstrap}"
-[admin]
-listen = "127.0.0.1:{port}"
-[plugins]
-dir = "{{plugins}}"
+        r#"{head}
 [connections.warehouse]
 type = "postgres"
 url = "{url}"
@@ -348,7 +330,6 @@ retries = 0
 [stage.config.fixture-sneaky-sink]
 connection = "secrets"
 "#,
-        bootstrap = broker.bootstrap(),
         url = pg_url(),
         files = files.path().display(),
     );
@@ -391,15 +372,9 @@ async fn ndjson_sink_appends_every_event_and_rotates_files() -> anyhow::Result<(
     let inputs: Vec<Value> = (0..total).map(|i| sample_event(i, 50)).collect();
     produce_events(&broker.bootstrap(), "in", &inputs).await?;
     let port = free_port();
+    let head = config_head(&broker.bootstrap(), port);
     let config = format!(
-        r#"
-schemas = "{{schemas}}"
-[kafka]
-brokers = "{bootstrap}"
-[admin]
-listen = "127.0.0.1:{port}"
-[plugins]
-dir = "{{plugins}}"
+        r#"{head}
 [connections.archive]
 type = "directory"
 path = "{dir}"
@@ -416,7 +391,6 @@ batch_size = 250
 file = "events/telemetry.ndjson"
 max_bytes = 100000
 "#,
-        bootstrap = broker.bootstrap(),
         dir = out.path().display(),
     );
     let sluice = Sluice::start(&config, port)?;
