@@ -271,14 +271,12 @@ async fn tail(
 /// Largest component `PUT /admin/plugins/{name}` accepts.
 const PLUGIN_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
-fn plugin_store(state: &AdminState) -> Result<Arc<crate::plugins::PluginService>, Response> {
-    state.plugins.clone().ok_or_else(|| {
-        (
-            StatusCode::NOT_FOUND,
-            axum::Json(serde_json::json!({"error": "store_disabled", "message": "set [plugins] store = true to deploy plugins"})),
-        )
-            .into_response()
-    })
+fn store_disabled() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({"error": "store_disabled", "message": "set [plugins] store = true to deploy plugins"})),
+    )
+        .into_response()
 }
 
 fn refused(e: crate::plugins::Refused) -> Response {
@@ -300,9 +298,9 @@ async fn plugins_list(State(state): State<AdminState>, headers: axum::http::Head
     if let Some(response) = rejection(&state, &headers) {
         return response;
     }
-    match plugin_store(&state) {
-        Ok(service) => axum::Json(service.list()).into_response(),
-        Err(response) => response,
+    match &state.plugins {
+        Some(service) => axum::Json(service.list()).into_response(),
+        None => store_disabled(),
     }
 }
 
@@ -317,9 +315,8 @@ async fn plugins_push(
     if let Some(response) = rejection(&state, &headers) {
         return response;
     }
-    let service = match plugin_store(&state) {
-        Ok(service) => service,
-        Err(response) => return response,
+    let Some(service) = state.plugins.clone() else {
+        return store_disabled();
     };
     let by = service.host().to_string();
     match tokio::task::spawn_blocking(move || service.push(&name, &body, &by)).await {
@@ -352,9 +349,8 @@ async fn plugins_rollback(
     if let Some(response) = rejection(&state, &headers) {
         return response;
     }
-    let service = match plugin_store(&state) {
-        Ok(service) => service,
-        Err(response) => return response,
+    let Some(service) = state.plugins.clone() else {
+        return store_disabled();
     };
     let request: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
         RollbackBody::default()

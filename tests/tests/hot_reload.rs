@@ -372,6 +372,20 @@ async fn bad_candidates_are_rejected_and_the_admin_api_wants_its_token() -> anyh
         let message = body["message"].as_str().unwrap_or_default();
         assert!(message.contains(reason), "{message}");
     }
+    // The same through `sluice plugin`.
+    let junk = plugins.path().join("junk.wasm");
+    std::fs::write(&junk, b"not a component at all")?;
+    let out = cli(&host, &["push", "tagger", &junk.display().to_string()])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("422") && stderr.contains("not a WebAssembly file"),
+        "{stderr}"
+    );
+    let out = cli(&host, &["list"])?;
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("NAME\tACTIVE"));
+
     // Nothing was published, and the old version still runs.
     assert_eq!(list(&host).await?, serde_json::json!([]));
     let events: Vec<Value> = (0..50).map(|i| sample_event(i, 5)).collect();
@@ -434,6 +448,11 @@ async fn two_hosts_converge_roll_back_and_a_new_host_restores_from_the_topic() -
         rolled.elapsed()
     );
     converged?;
+    let out = cli(&a, &["list"])?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(row.starts_with("tagger\tv1\t"), "{table}");
+    assert_eq!(row.matches("=v1").count(), 2, "both hosts run v1: {table}");
     let listed = list(&a).await?;
     assert_eq!(listed[0]["active_version"], 1, "{listed}");
     assert_eq!(listed[0]["action"], "rollback", "{listed}");
@@ -466,6 +485,58 @@ async fn two_hosts_converge_roll_back_and_a_new_host_restores_from_the_topic() -
         assert!(header.starts_with("tagger@v2-"), "{header}");
     }
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_file_in_the_watched_directory_is_validated_and_published() -> anyhow::Result<()>
+{
+    let broker = broker()?;
+    let bootstrap = broker.bootstrap();
+    let plugins = plugin_dir();
+    let port = free_port();
+    let text = config(&bootstrap, port, plugins.path(), "g4", "out")
+        .replace("store = true", "store = true\nwatch = true");
+    let host = Sluice::start(&text, port)?;
+    let tagger = plugins.path().join("tagger.wasm");
+
+    // A broken build is rejected and nothing is published.
+    std::fs::write(&tagger, dist("fixture-bad-init"))?;
+    wait_until(Duration::from_secs(10), "the rejection in the log", || {
+        host.log().contains("plugin watch: rejected")
+    })?;
+    assert_eq!(list(&host).await?, serde_json::json!([]));
+
+    // A good one is published as v1 and swapped in.
+    let bytes = dist("fixture-add-field");
+    std::fs::write(&tagger, &bytes)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hosts_running(&host, 1).await?.is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "not swapped in\n{}", host.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = list(&host).await?;
+    let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    assert_eq!(listed[0]["sha256"], Value::from(sha), "{listed}");
+    let events: Vec<Value> = (0..20).map(|i| sample_event(i, 5)).collect();
+    produce_events(&bootstrap, "in", &events).await?;
+    let b = bootstrap.clone();
+    wait_until(Duration::from_secs(30), "20 outputs", move || {
+        sluice_tests::topic_size(&b, "out").unwrap_or(0) >= 20
+    })?;
+    let set = schemas();
+    for record in read_all(&bootstrap, "out", Duration::from_secs(30))? {
+        assert_eq!(set.decode_json(&record.value)?["attributes"]["v"], "2");
+    }
+    Ok(())
+}
+
+/// Run `sluice plugin ARGS` against `host`.
+fn cli(host: &Sluice, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(std::process::Command::new(sluice_tests::sluice_bin())
+        .arg("plugin")
+        .args(["--url", &host.url, "--token", TOKEN])
+        .args(args)
+        .output()?)
 }
 
 /// Wait until `hosts` hosts report running `version` of `tagger`.

@@ -221,7 +221,17 @@ impl Store {
         let producer: FutureProducer = config
             .create()
             .context("cannot create the plugin store producer")?;
-        let reader = kafka.reader()?;
+        // Group-less, manually assigned; short fetch waits so a push
+        // reaches every host quickly (one fetch every 100 ms when idle).
+        let mut reader_config = kafka.client_config();
+        reader_config
+            .set("group.id", "sluice-plugin-store-unused")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", "100");
+        let reader: BaseConsumer = reader_config
+            .create()
+            .context("cannot create the plugin store reader")?;
         let (_, high) = fetch_high(&reader, topic)?;
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(topic, 0, Offset::Beginning)?;

@@ -80,6 +80,11 @@ impl Link {
         self
     }
 
+    /// Set the version label (the same component got a store number).
+    pub fn relabel(&mut self, label: impl Into<String>) {
+        self.label = Some(label.into());
+    }
+
     /// The version label used in headers.
     pub fn label(&self) -> &str {
         self.label.as_deref().unwrap_or(self.plugin.version())

@@ -211,7 +211,20 @@ impl Stage {
         self.seen_generation = generation;
         for (name, candidate) in updates.snapshot() {
             for link in self.chain.links_mut() {
-                if link.plugin().name != name || link.plugin().sha256 == candidate.plugin.sha256 {
+                if link.plugin().name != name {
+                    continue;
+                }
+                if link.plugin().sha256 == candidate.plugin.sha256 {
+                    // The same component, now numbered by the store.
+                    if link.label() != candidate.label() {
+                        link.relabel(candidate.label());
+                        updates.applied(crate::plugins::Applied {
+                            stage: self.name.clone(),
+                            name: name.clone(),
+                            version: candidate.version,
+                            sha256: candidate.plugin.sha256.clone(),
+                        });
+                    }
                     continue;
                 }
                 let old = link.label().to_string();
