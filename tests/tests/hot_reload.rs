@@ -317,9 +317,14 @@ async fn a_push_swaps_at_a_batch_boundary_without_a_gap_or_a_lost_event() -> any
     batch_gaps.sort();
     anyhow::ensure!(batch_gaps.len() >= 5, "too few batches: {batch_gaps:?}");
     let usual = batch_gaps[batch_gaps.len() / 2];
+    let (largest_at, largest) = seen
+        .windows(2)
+        .map(|w| (w[1].0 - seen[0].0, w[1].0 - w[0].0))
+        .max_by_key(|(_, gap)| *gap)
+        .unwrap_or_default();
     eprintln!(
-        "swap gap {swap_gap:?}; usual gap between batches {usual:?}; largest {:?}; {} records",
-        batch_gaps.last().copied().unwrap_or_default(),
+        "swap gap {swap_gap:?} at {:?}; usual gap between batches {usual:?}; largest {largest:?} at {largest_at:?}; {} records",
+        seen[first_tagged].0 - seen[0].0,
         seen.len()
     );
     let bound = usual + Duration::from_millis(BATCH_WAIT_MS + 50);
