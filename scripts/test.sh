@@ -61,7 +61,9 @@ step "host: unit and integration tests"
 export SLUICE_FAULT="${SLUICE_FAULT:-1}"
 # Seconds of seeded mutation fuzzing per target (tests/tests/fuzz_stable.rs).
 export SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-30}"
-cargo test --release --workspace -- --test-threads=1 ${SLUICE_TEST_ARGS:-} 2>&1 | tee -a "$results"
+# --nocapture so the counts the fault, shutdown and sink tests print
+# (accepted, delivered, duplicates, lost) appear in the CI log.
+cargo test --release --workspace -- --test-threads=1 --nocapture ${SLUICE_TEST_ARGS:-} 2>&1 | tee -a "$results"
 
 step "totals"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i - 1); if ($i == "failed;") f += $(i - 1) } }

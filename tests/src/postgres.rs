@@ -111,8 +111,8 @@ impl PgOutage {
         for _ in 0..60 {
             let ready = Command::new("pg_isready")
                 .args(["-h", "127.0.0.1", "-p", "5432"])
-                .status()
-                .is_ok_and(|s| s.success());
+                .output()
+                .is_ok_and(|o| o.status.success());
             if ready {
                 return Ok(());
             }
