@@ -153,7 +153,7 @@ pub async fn run_until(
         token,
         board: board.clone(),
         metrics,
-        plugins,
+        plugins: plugins.clone(),
     });
     let (router, listen) = match (&ingest, &config.ingest, &config.admin.listen) {
         (Some((ingest, _)), Some(ingest_config), _) => (
@@ -237,6 +237,9 @@ pub async fn run_until(
         if thread.is_finished() {
             let _ = thread.join();
         }
+    }
+    if let Some(plugins) = &plugins {
+        plugins.stop();
     }
     drop(kafka);
     if !(ingest_ok && stages_ok) {

@@ -73,7 +73,9 @@ pub fn main(args: &PluginArgs) -> ExitCode {
     };
     match runtime.block_on(run(args)) {
         Ok(text) => {
-            println!("{text}");
+            // A closed pipe (`| head`) is not an error worth a panic.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -271,6 +271,12 @@ impl PluginService {
         self.updates.clone()
     }
 
+    /// Stop following the store (on shutdown, before the broker handle is
+    /// dropped); stages keep the versions they run.
+    pub fn stop(&self) {
+        self.store.stop();
+    }
+
     /// This host's id in the store.
     pub fn host(&self) -> &str {
         &self.host

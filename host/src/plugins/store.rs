@@ -192,6 +192,7 @@ pub struct Store {
     producer: FutureProducer,
     shared: Arc<(Mutex<StoreState>, Condvar)>,
     stop: Arc<AtomicBool>,
+    follower: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Now, epoch milliseconds.
@@ -240,18 +241,30 @@ impl Store {
             .with_context(|| format!("cannot read plugin store topic {topic}"))?;
         let shared = Arc::new((Mutex::new(StoreState::default()), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
+        let caught_up = Arc::new(AtomicBool::new(high == 0));
+        let follower_caught_up = caught_up.clone();
+        let follower_shared = shared.clone();
+        let follower_stop = stop.clone();
+        let follower = std::thread::Builder::new()
+            .name("plugin-store".into())
+            .spawn(move || {
+                follow(
+                    reader,
+                    follower_shared,
+                    follower_stop,
+                    high,
+                    follower_caught_up,
+                    changes,
+                )
+            })
+            .context("cannot start the plugin store follower")?;
         let store = Self {
             topic: topic.to_string(),
             producer,
-            shared: shared.clone(),
-            stop: stop.clone(),
+            shared,
+            stop,
+            follower: Mutex::new(Some(follower)),
         };
-        let caught_up = Arc::new(AtomicBool::new(high == 0));
-        let follower_caught_up = caught_up.clone();
-        std::thread::Builder::new()
-            .name("plugin-store".into())
-            .spawn(move || follow(reader, shared, stop, high, follower_caught_up, changes))
-            .context("cannot start the plugin store follower")?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while !caught_up.load(Ordering::SeqCst) {
             if Instant::now() > deadline {
@@ -330,6 +343,18 @@ impl Store {
             &format!("host/{}/{}", record.host, record.name),
             &serde_json::to_vec(record)?,
         )
+    }
+}
+
+impl Store {
+    /// Stop following the topic (before the broker connection goes away on
+    /// shutdown); waits for the follower's current poll to end.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let follower = self.follower.lock().ok().and_then(|mut f| f.take());
+        if let Some(follower) = follower {
+            let _ = follower.join();
+        }
     }
 }
 
