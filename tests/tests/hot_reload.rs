@@ -6,7 +6,8 @@
 //!
 //! The stages chain a plugin named `tagger`. v1 is a copy of `filter`
 //! configured to keep everything; v2 is `fixture-add-field`, which keeps
-//! everything and sets `attributes.v = "2"`.
+//! everything and sets `attributes.v = "2"` (padded to 1.3 MB, three store
+//! chunks, in the two-host test).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -37,6 +38,30 @@ fn schemas() -> SchemaSet {
 
 fn dist(name: &str) -> Vec<u8> {
     std::fs::read(repo_path(&format!("plugins/dist/{name}.wasm"))).expect("built plugin")
+}
+
+/// `fixture-add-field` grown past two store chunks (512 KiB each) by a
+/// custom section, which wasmtime ignores: exercises chunked publishing.
+fn big_add_field() -> Vec<u8> {
+    let mut bytes = dist("fixture-add-field");
+    let name = b"padding";
+    let payload = vec![0x5a_u8; 1_300_000];
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    bytes.push(0); // custom section id
+    let mut size = section.len();
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        if size == 0 {
+            bytes.push(byte);
+            break;
+        }
+        bytes.push(byte | 0x80);
+    }
+    bytes.extend_from_slice(&section);
+    bytes
 }
 
 /// A plugin directory holding `tagger.wasm` = filter (v1).
@@ -435,7 +460,7 @@ async fn two_hosts_converge_roll_back_and_a_new_host_restores_from_the_topic() -
     let (status, body) = push(&a, "tagger", dist("filter")).await?;
     assert_eq!(status, 201, "{body}");
     let pushed = Instant::now();
-    let (status, body) = push(&a, "tagger", dist("fixture-add-field")).await?;
+    let (status, body) = push(&a, "tagger", big_add_field()).await?;
     assert_eq!((status, &body["version"]), (201, &Value::from(2)), "{body}");
     let converged = wait_hosts(&b, 2, 2, Duration::from_secs(5)).await;
     eprintln!(
@@ -460,10 +485,11 @@ async fn two_hosts_converge_roll_back_and_a_new_host_restores_from_the_topic() -
     assert_eq!(row.matches("=v1").count(), 2, "both hosts run v1: {table}");
     let listed = list(&a).await?;
     assert_eq!(listed[0]["active_version"], 1, "{listed}");
+    assert_eq!(listed[0]["versions"][1]["chunks"], 3, "{listed}");
     assert_eq!(listed[0]["action"], "rollback", "{listed}");
 
     // Re-activate v2 (its component is in the store already), stop both.
-    let (status, body) = push(&b, "tagger", dist("fixture-add-field")).await?;
+    let (status, body) = push(&b, "tagger", big_add_field()).await?;
     assert_eq!((status, &body["version"]), (201, &Value::from(2)), "{body}");
     wait_hosts(&a, 2, 2, Duration::from_secs(5)).await?;
     stop_producer.store(true, Ordering::SeqCst);
