@@ -12,6 +12,7 @@
 
 mod batch;
 mod dead_letter;
+mod lag;
 
 pub use batch::{Batch, Record};
 pub use dead_letter::HEADER_PREFIX;
@@ -57,6 +58,7 @@ pub struct Stage {
     consumer: BaseConsumer,
     producer: Producer,
     last_commit: Option<TopicPartitionList>,
+    lag: lag::LagReporter,
     /// Plugin versions from the store, applied between batches.
     updates: Option<crate::plugins::Updates>,
     seen_generation: u64,
@@ -143,6 +145,8 @@ impl Stage {
         if sink.is_none() && config.output.is_none() {
             bail!("stage `{name}` has neither `output` nor `sink`");
         }
+        let lag = lag::LagReporter::start(kafka, &name, &config.group_id())
+            .with_context(|| format!("stage `{name}`"))?;
         let consumer: BaseConsumer = kafka
             .group_consumer(&config.group_id())
             .with_context(|| format!("stage `{name}`"))?;
@@ -171,6 +175,7 @@ impl Stage {
             consumer,
             producer,
             last_commit: None,
+            lag,
             updates: None,
             seen_generation: 0,
             name,
@@ -560,33 +565,8 @@ impl Stage {
     }
 
     fn report_lag(&self) {
-        let Ok(assignment) = self.consumer.assignment() else {
-            return;
-        };
-        let Ok(committed) = self
-            .consumer
-            .committed_offsets(assignment, Duration::from_secs(1))
-        else {
-            return;
-        };
-        for element in committed.elements() {
-            let Ok((_, high)) = self.consumer.fetch_watermarks(
-                element.topic(),
-                element.partition(),
-                Duration::from_secs(1),
-            ) else {
-                continue;
-            };
-            let committed = match element.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            };
-            crate::metrics::consumer_lag(
-                &self.name,
-                element.topic(),
-                element.partition(),
-                (high - committed).max(0),
-            );
+        if let Ok(assignment) = self.consumer.assignment() {
+            self.lag.request(assignment);
         }
     }
 }
