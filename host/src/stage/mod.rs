@@ -7,8 +7,10 @@
 //! on shutdown.
 //!
 //! Each stage runs on a thread of its own: plugin calls are synchronous
-//! (bounded by epoch interruption), and one batch is in flight at a time, so
-//! a rebalance never finds a half-processed batch to commit.
+//! (bounded by epoch interruption). While one batch's records await their
+//! acknowledgements, the next batch is read and run through the chain; its
+//! records are produced only after the previous batch is acknowledged and
+//! committed, so per-key order holds and commits stay in order.
 
 mod batch;
 mod dead_letter;
@@ -106,8 +108,12 @@ impl Stage {
             let plugin = match stored {
                 Some(candidate) => candidate.plugin.clone(),
                 None => Arc::new(
-                    TransformPlugin::load_file(runtime, plugin_name, &plugin_path(loaded, plugin_name))
-                        .with_context(|| format!("stage `{name}`"))?,
+                    TransformPlugin::load_file(
+                        runtime,
+                        plugin_name,
+                        &plugin_path(loaded, plugin_name),
+                    )
+                    .with_context(|| format!("stage `{name}`"))?,
                 ),
             };
             let plugin_config = plugin_config_json(config, plugin_name);
@@ -233,10 +239,18 @@ impl Stage {
                     continue;
                 }
                 let old = link.label().to_string();
-                match link.swap(&self.name, candidate.plugin.clone(), Some(candidate.label())) {
+                match link.swap(
+                    &self.name,
+                    candidate.plugin.clone(),
+                    Some(candidate.label()),
+                ) {
                     Ok(()) => {
                         tracing::info!(stage = %self.name, plugin = %name, from = %old, to = %candidate.label(), "plugin swapped at a batch boundary");
-                        crate::metrics::plugin_active(&self.name, &name, candidate.plugin.version());
+                        crate::metrics::plugin_active(
+                            &self.name,
+                            &name,
+                            candidate.plugin.version(),
+                        );
                         updates.applied(crate::plugins::Applied {
                             stage: self.name.clone(),
                             name: name.clone(),
@@ -275,6 +289,7 @@ impl Stage {
 
     fn run(&mut self, board: &StatusBoard, stop: &AtomicBool) {
         let mut last_lag = Instant::now();
+        let mut in_flight: Option<InFlight> = None;
         while !stop.load(Ordering::SeqCst) {
             board.beat(&self.name);
             self.apply_updates();
@@ -286,16 +301,26 @@ impl Stage {
                     continue;
                 }
             };
-            if !batch.is_empty() {
-                let started = Instant::now();
-                self.process(batch, board, stop);
-                crate::metrics::stage_batch(&self.name, started.elapsed());
+            // Batch N+1 is read and run through the chain while N's records
+            // are on their way; N is acknowledged and committed before N+1's
+            // records are produced, so per-key order and at-least-once hold.
+            let prepared = if batch.is_empty() {
+                None
+            } else {
+                self.prepare(batch, board, stop)
+            };
+            if let Some(previous) = in_flight.take() {
+                self.finish(previous, board, stop);
             }
+            in_flight = prepared.map(|p| self.launch(p));
             // Also while idle, so the gauge falls to zero once caught up.
             if last_lag.elapsed() > Duration::from_secs(5) {
                 self.report_lag();
                 last_lag = Instant::now();
             }
+        }
+        if let Some(last) = in_flight.take() {
+            self.finish(last, board, stop);
         }
         self.commit_last_sync();
         tracing::info!(stage = %self.name, "stage stopped");
@@ -331,7 +356,16 @@ impl Stage {
         Ok(batch)
     }
 
-    fn process(&mut self, mut batch: Batch, board: &StatusBoard, stop: &AtomicBool) {
+    /// Decode, run the chain (and write through the sink), and build the
+    /// batch's output records and dead letters. `None` if asked to stop
+    /// while a sink target was down (nothing to commit).
+    fn prepare(
+        &mut self,
+        mut batch: Batch,
+        board: &StatusBoard,
+        stop: &AtomicBool,
+    ) -> Option<Prepared> {
+        let started = Instant::now();
         crate::metrics::stage_events(&self.name, "", "in", batch.len());
         let (events, mut failures) = batch.decode(&self.schemas);
         let decoded: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
@@ -345,16 +379,19 @@ impl Stage {
         if self.sink.is_some() {
             let sources: Vec<usize> = output.items.iter().map(|i| decoded[i.source]).collect();
             let events: Vec<Event> = output.items.into_iter().map(|i| i.event).collect();
-            let Some(sink_failures) = self.write_to_sink(&events, &batch, board, stop) else {
-                // Stopped while the sink's target was down: nothing committed.
-                return;
-            };
+            // Stopped while the sink's target was down: nothing committed.
+            let sink_failures = self.write_to_sink(&events, &batch, board, stop)?;
             let written = events.len() - sink_failures.len();
             crate::metrics::stage_events(&self.name, "", "out", written);
             if let Some(sink) = &self.sink {
                 crate::metrics::stage_events(&self.name, sink.name(), "in", events.len());
                 crate::metrics::stage_events(&self.name, sink.name(), "written", written);
-                crate::metrics::stage_events(&self.name, sink.name(), "failed", sink_failures.len());
+                crate::metrics::stage_events(
+                    &self.name,
+                    sink.name(),
+                    "failed",
+                    sink_failures.len(),
+                );
             }
             failures.extend(
                 sink_failures
@@ -381,12 +418,37 @@ impl Stage {
             ));
         }
         crate::metrics::stage_events(&self.name, "", "dead_lettered", failures.len());
-        if !self.deliver(&records, board, stop) {
+        Some(Prepared {
+            batch,
+            records,
+            started,
+        })
+    }
+
+    /// Hand a prepared batch's records to the producer.
+    fn launch(&self, prepared: Prepared) -> InFlight {
+        let sent = self.send(&prepared.records.iter().collect::<Vec<_>>());
+        InFlight { prepared, sent }
+    }
+
+    /// Wait for a batch's records to be acknowledged, then commit it.
+    fn finish(&mut self, in_flight: InFlight, board: &StatusBoard, stop: &AtomicBool) {
+        let InFlight {
+            prepared:
+                Prepared {
+                    batch,
+                    records,
+                    started,
+                },
+            sent,
+        } = in_flight;
+        if !self.deliver(&records, sent, board, stop) {
             // Shutting down with records unacknowledged: do not commit; the
             // batch is read again after restart (at-least-once).
             return;
         }
         self.commit(&batch);
+        crate::metrics::stage_batch(&self.name, started.elapsed());
     }
 
     fn sink_failure(&self, source: usize, error: String) -> Failure {
@@ -466,44 +528,70 @@ impl Stage {
         }
     }
 
-    /// Produce every record and wait for the broker; failed ones are retried
-    /// with backoff until they succeed. Returns false if asked to stop first.
-    fn deliver(&self, records: &[Record], board: &StatusBoard, stop: &AtomicBool) -> bool {
+    /// Hand `records` to the producer without waiting for the broker.
+    fn send(&self, records: &[&Record]) -> InFlightSend {
+        let producer = self.producer.get();
+        let deliveries = records
+            .iter()
+            .map(|record| {
+                let mut future = FutureRecord::to(&record.topic).payload(&record.value);
+                if let Some(key) = &record.key {
+                    future = future.key(key);
+                }
+                if let Some(ts) = record.timestamp {
+                    future = future.timestamp(ts);
+                }
+                future = future.headers(headers(&record.headers));
+                producer.send_result(future).map_err(|(e, _)| e)
+            })
+            .collect();
+        crate::metrics::producer_queue_depth("stage", producer.in_flight_count());
+        InFlightSend {
+            producer,
+            deliveries,
+        }
+    }
+
+    /// Wait for the broker's answer to every record of a send; true for each
+    /// acknowledged one.
+    fn settle(&self, sent: InFlightSend) -> Vec<bool> {
+        let InFlightSend {
+            producer,
+            deliveries,
+        } = sent;
+        deliveries
+            .into_iter()
+            .map(|d| {
+                let error = match d {
+                    Ok(delivery) => match block_on(delivery) {
+                        Ok(Ok(_)) => return true,
+                        Ok(Err((e, _))) => e,
+                        Err(_) => rdkafka::error::KafkaError::Canceled,
+                    },
+                    Err(e) => e,
+                };
+                self.producer.on_failure(&producer, &error);
+                false
+            })
+            .collect()
+    }
+
+    /// Wait until every record of `sent` (the records in `records`) is
+    /// acknowledged, producing failed ones again with backoff. Returns false
+    /// if asked to stop first.
+    fn deliver(
+        &self,
+        records: &[Record],
+        sent: InFlightSend,
+        board: &StatusBoard,
+        stop: &AtomicBool,
+    ) -> bool {
         let mut pending: Vec<&Record> = records.iter().collect();
+        let mut sent = sent;
         let mut backoff = Duration::from_millis(100);
         let mut retried = false;
         loop {
-            let producer = self.producer.get();
-            let deliveries: Vec<_> = pending
-                .iter()
-                .map(|record| {
-                    let mut future = FutureRecord::to(&record.topic).payload(&record.value);
-                    if let Some(key) = &record.key {
-                        future = future.key(key);
-                    }
-                    if let Some(ts) = record.timestamp {
-                        future = future.timestamp(ts);
-                    }
-                    future = future.headers(headers(&record.headers));
-                    producer.send_result(future).map_err(|(e, _)| e)
-                })
-                .collect();
-            crate::metrics::producer_queue_depth("stage", producer.in_flight_count());
-            let results: Vec<bool> = deliveries
-                .into_iter()
-                .map(|d| {
-                    let error = match d {
-                        Ok(delivery) => match block_on(delivery) {
-                            Ok(Ok(_)) => return true,
-                            Ok(Err((e, _))) => e,
-                            Err(_) => rdkafka::error::KafkaError::Canceled,
-                        },
-                        Err(e) => e,
-                    };
-                    self.producer.on_failure(&producer, &error);
-                    false
-                })
-                .collect();
+            let results = self.settle(sent);
             pending = pending
                 .into_iter()
                 .zip(results)
@@ -532,6 +620,7 @@ impl Stage {
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
             retried = true;
+            sent = self.send(&pending);
         }
     }
 
@@ -569,6 +658,25 @@ impl Stage {
             self.lag.request(assignment);
         }
     }
+}
+
+/// Records handed to the producer, with their delivery futures.
+struct InFlightSend {
+    producer: Arc<rdkafka::producer::FutureProducer>,
+    deliveries: Vec<Result<rdkafka::producer::DeliveryFuture, rdkafka::error::KafkaError>>,
+}
+
+/// A batch run through its chain, with the records to produce.
+struct Prepared {
+    batch: Batch,
+    records: Vec<Record>,
+    started: Instant,
+}
+
+/// A batch whose records are on their way to the broker.
+struct InFlight {
+    prepared: Prepared,
+    sent: InFlightSend,
 }
 
 fn headers(pairs: &[(String, Vec<u8>)]) -> OwnedHeaders {
