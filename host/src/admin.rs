@@ -165,9 +165,9 @@ async fn readyz(State(state): State<AdminState>) -> Response {
             (name, report)
         })
         .collect();
-    let stages_ok = stages.values().all(|s| {
-        !s.stuck && matches!(s.state, StageState::Running | StageState::Starting)
-    });
+    let stages_ok = stages
+        .values()
+        .all(|s| !s.stuck && matches!(s.state, StageState::Running | StageState::Starting));
     let draining = state.board.is_draining();
     let ready = broker_ok && stages_ok && !draining;
     let body = Readiness {
@@ -444,7 +444,10 @@ mod stuck_tests {
     fn a_quiet_running_stage_is_stuck() {
         let long = Some(STUCK_AFTER + Duration::from_secs(1));
         assert!(is_stuck(&StageState::Running, long));
-        assert!(!is_stuck(&StageState::Running, Some(Duration::from_secs(1))));
+        assert!(!is_stuck(
+            &StageState::Running,
+            Some(Duration::from_secs(1))
+        ));
         assert!(!is_stuck(&StageState::Retrying, long));
         let board = StatusBoard::default();
         board.set("s", StageState::Running, "consuming");

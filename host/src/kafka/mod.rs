@@ -181,8 +181,8 @@ impl Kafka {
             .client_config()
             .create()
             .context("cannot create Kafka admin client")?;
-        let new_topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
-            .set("cleanup.policy", "compact");
+        let new_topic =
+            NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = admin
             .create_topics(&[new_topic], &options)
