@@ -15,6 +15,7 @@
 //! RFC 3339 string is accepted on input), bytes are strings. Missing fields
 //! with a default take the default.
 
+mod guard;
 mod json;
 
 pub use json::{FieldError, avro_to_json, json_to_avro};
@@ -98,6 +99,9 @@ impl LoadedSchema {
     /// an error: apache-avro decodes a string, bytes or union index cut off
     /// by the end of input as `null`, so reads past the end are watched here.
     pub fn decode_datum(&self, datum: &[u8]) -> anyhow::Result<Value> {
+        guard::check(&self.schema, datum)
+            .map_err(anyhow::Error::msg)
+            .context("bytes are not a valid Avro datum for this schema")?;
         let mut reader = EofGuard {
             rest: datum,
             past_end: false,
