@@ -65,6 +65,32 @@ export SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-30}"
 # (accepted, delivered, duplicates, lost) appear in the CI log.
 cargo test --release --workspace -- --test-threads=1 --nocapture ${SLUICE_TEST_ARGS:-} 2>&1 | tee -a "$results"
 
+step "fuzz: libFuzzer through cargo fuzz, briefly"
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable
+# toolchain take them, and `--sanitizer none` avoids a sanitizer runtime.
+# Both are cached under ~/.cache/sluice (the first build takes ~15 minutes).
+# New inputs go to a temporary corpus; fuzz/corpus/* are the seeds.
+# SLUICE_CARGO_FUZZ_SECS=0 skips this step.
+fuzz_secs="${SLUICE_CARGO_FUZZ_SECS:-20}"
+if [ "$fuzz_secs" != 0 ]; then
+  [ -x "$cache/cargo-fuzz/bin/cargo-fuzz" ] ||
+    cargo install cargo-fuzz --locked --root "$cache/cargo-fuzz"
+  for target in ingest_decode config_load; do
+    corpus="$(mktemp -d)"
+    log="$corpus.log"
+    if (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$cache/fuzz-target" \
+      "$cache/cargo-fuzz/bin/cargo-fuzz" run --sanitizer none "$target" "$corpus" "corpus/$target" \
+      -- -max_total_time="$fuzz_secs") >"$log" 2>&1; then
+      echo "cargo fuzz $target: $(grep -E '^Done' "$log" | tail -n1), no crash"
+      rm -rf "$corpus" "$log"
+    else
+      tail -n 60 "$log"
+      echo "cargo fuzz $target failed (a crash is kept in fuzz/artifacts/$target)" >&2
+      exit 1
+    fi
+  done
+fi
+
 step "totals"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i - 1); if ($i == "failed;") f += $(i - 1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
