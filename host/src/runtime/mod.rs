@@ -11,7 +11,7 @@ mod sink;
 
 pub use chain::{Chain, ChainOutput, Failure, Item, Link};
 pub use engine::{Runtime, default_cache_dir};
-pub use plugin::{CallError, PluginId, TransformInstance, TransformPlugin};
+pub use plugin::{CallError, Plugin, PluginId, TransformInstance, TransformPlugin, World};
 pub use sink::{SinkInstance, SinkPlugin};
 
 use std::path::PathBuf;

@@ -242,31 +242,46 @@ pub(super) fn read_component(path: &std::path::Path) -> anyhow::Result<Vec<u8>> 
     std::fs::read(path).with_context(|| format!("cannot read plugin file {}", path.display()))
 }
 
-/// A loaded, type-checked transform component.
-pub struct TransformPlugin {
+/// A world a component can be checked against: the pre-instantiated form
+/// bindgen generates for it (`TransformPre`, `SinkPre`).
+pub trait World: Sized {
+    /// Link and type-check `bytes` (named `name` in errors) against the world.
+    fn prepare(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Self>;
+}
+
+impl World for TransformPre<PluginState> {
+    fn prepare(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Self> {
+        let instance_pre = link(runtime, name, bytes, |linker| {
+            Transform::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)
+        })?;
+        TransformPre::new(instance_pre).map_err(anyhow::Error::from).with_context(|| {
+            format!("`{name}` does not implement the `sluice:plugin/transform` world (expected export `sluice:plugin/transformer@0.1.0`)")
+        })
+    }
+}
+
+/// A loaded, type-checked component of world `W`.
+pub struct Plugin<W> {
     /// Plugin name.
     pub name: String,
     /// Full sha256 of the component bytes, hex.
     pub sha256: String,
-    pre: TransformPre<PluginState>,
-    runtime: Runtime,
+    pub(super) pre: W,
+    pub(super) runtime: Runtime,
 }
 
-impl TransformPlugin {
+/// A transform plugin: a component of the `transform` world.
+pub type TransformPlugin = Plugin<TransformPre<PluginState>>;
+
+impl<W: World> Plugin<W> {
     /// Compile (or load from cache) and type-check a component against the
-    /// `transform` world. Errors name the missing export or the import the
-    /// host does not provide.
+    /// world. Errors name the missing export or the import the host does not
+    /// provide.
     pub fn load(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Self> {
-        let instance_pre = link(runtime, name, bytes, |linker| {
-            Transform::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)
-        })?;
-        let pre = TransformPre::new(instance_pre).map_err(anyhow::Error::from).with_context(|| {
-            format!("`{name}` does not implement the `sluice:plugin/transform` world (expected export `sluice:plugin/transformer@0.1.0`)")
-        })?;
         Ok(Self {
             name: name.to_string(),
             sha256: crate::schema::hex(&Sha256::digest(bytes)),
-            pre,
+            pre: W::prepare(runtime, name, bytes)?,
             runtime: runtime.clone(),
         })
     }
@@ -286,6 +301,17 @@ impl TransformPlugin {
         &self.sha256[..12]
     }
 
+    /// Who an instance in `stage` is, for logs, metrics and dead letters.
+    pub(super) fn id(&self, stage: &str) -> Arc<PluginId> {
+        Arc::new(PluginId {
+            name: self.name.clone(),
+            version: self.version().to_string(),
+            stage: stage.to_string(),
+        })
+    }
+}
+
+impl TransformPlugin {
     /// A fresh instance with `config` passed to `init`.
     pub fn instantiate(
         &self,
@@ -293,12 +319,7 @@ impl TransformPlugin {
         config: &str,
         limits: Limits,
     ) -> Result<TransformInstance, CallError> {
-        let id = Arc::new(PluginId {
-            name: self.name.clone(),
-            version: self.version().to_string(),
-            stage: stage.to_string(),
-        });
-        let mut store = new_store(&self.runtime, id, limits, None);
+        let mut store = new_store(&self.runtime, self.id(stage), limits, None);
         let bound = Duration::from_millis(limits.timeout_ms);
         let ticks = Runtime::ticks_for(bound);
         store.epoch_deadline_trap();

@@ -4,11 +4,9 @@
 //! Time spent inside those host calls (a bulk load can take a while) does not
 //! count against the plugin's time bound; only the plugin's own running does.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 use wasmtime::component::HasSelf;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
@@ -16,7 +14,7 @@ use super::bindings::Event;
 use super::bindings::sink::sluice::plugin::{files, sql};
 use super::bindings::sink::{Sink, SinkPre};
 use super::engine::Runtime;
-use super::plugin::{CallError, PluginId, PluginState, classify, link, new_store, read_component};
+use super::plugin::{CallError, Plugin, PluginState, World, classify, link, new_store};
 use crate::config::Limits;
 use crate::sink::Session;
 
@@ -68,49 +66,21 @@ impl files::Host for PluginState {
     }
 }
 
-/// A loaded, type-checked sink component.
-pub struct SinkPlugin {
-    /// Plugin name.
-    pub name: String,
-    /// Full sha256 of the component bytes, hex.
-    pub sha256: String,
-    pre: SinkPre<PluginState>,
-    runtime: Runtime,
-}
-
-impl SinkPlugin {
-    /// Compile (or load from cache) and type-check a component against the
-    /// `sink` world.
-    pub fn load(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Self> {
+impl World for SinkPre<PluginState> {
+    fn prepare(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Self> {
         let instance_pre = link(runtime, name, bytes, |linker| {
             Sink::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)
         })?;
-        let pre = SinkPre::new(instance_pre).map_err(anyhow::Error::from).with_context(|| {
+        SinkPre::new(instance_pre).map_err(anyhow::Error::from).with_context(|| {
             format!("`{name}` does not implement the `sluice:plugin/sink` world (expected export `sluice:plugin/sinker@0.1.0`)")
-        })?;
-        Ok(Self {
-            name: name.to_string(),
-            sha256: crate::schema::hex(&Sha256::digest(bytes)),
-            pre,
-            runtime: runtime.clone(),
         })
     }
+}
 
-    /// Load a component file.
-    pub fn load_file(
-        runtime: &Runtime,
-        name: &str,
-        path: &std::path::Path,
-    ) -> anyhow::Result<Self> {
-        Self::load(runtime, name, &read_component(path)?)
-            .with_context(|| format!("plugin file {}", path.display()))
-    }
+/// A sink plugin: a component of the `sink` world.
+pub type SinkPlugin = Plugin<SinkPre<PluginState>>;
 
-    /// The short version label.
-    pub fn version(&self) -> &str {
-        &self.sha256[..12]
-    }
-
+impl SinkPlugin {
     /// A fresh instance writing through `session`, with `config` passed to
     /// `init`.
     pub fn instantiate(
@@ -120,12 +90,7 @@ impl SinkPlugin {
         limits: Limits,
         session: Session,
     ) -> Result<SinkInstance, CallError> {
-        let id = Arc::new(PluginId {
-            name: self.name.clone(),
-            version: self.version().to_string(),
-            stage: stage.to_string(),
-        });
-        let mut store = new_store(&self.runtime, id, limits, Some(session));
+        let mut store = new_store(&self.runtime, self.id(stage), limits, Some(session));
         // Past the deadline, credit the time the plugin spent waiting on the
         // host, then trap if nothing is left.
         store.epoch_deadline_callback(|mut context| {
