@@ -271,6 +271,22 @@ async fn tail(
 /// Largest component `PUT /admin/plugins/{name}` accepts.
 const PLUGIN_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
+/// The plugin store, for a caller with the admin token: 401/404 otherwise,
+/// or 404 `store_disabled` when `[plugins] store` is off.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the HTTP response itself, returned at once by the handler"
+)]
+fn authorized_store(
+    state: &AdminState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Arc<crate::plugins::PluginService>, Response> {
+    if let Some(response) = rejection(state, headers) {
+        return Err(response);
+    }
+    state.plugins.clone().ok_or_else(store_disabled)
+}
+
 fn store_disabled() -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -295,12 +311,9 @@ fn refused(e: crate::plugins::Refused) -> Response {
 
 /// `GET /admin/plugins`: every plugin in the store.
 async fn plugins_list(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
-    if let Some(response) = rejection(&state, &headers) {
-        return response;
-    }
-    match &state.plugins {
-        Some(service) => axum::Json(service.list()).into_response(),
-        None => store_disabled(),
+    match authorized_store(&state, &headers) {
+        Ok(service) => axum::Json(service.list()).into_response(),
+        Err(response) => response,
     }
 }
 
@@ -312,11 +325,9 @@ async fn plugins_push(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(response) = rejection(&state, &headers) {
-        return response;
-    }
-    let Some(service) = state.plugins.clone() else {
-        return store_disabled();
+    let service = match authorized_store(&state, &headers) {
+        Ok(service) => service,
+        Err(response) => return response,
     };
     let by = service.host().to_string();
     match tokio::task::spawn_blocking(move || service.push(&name, &body, &by)).await {
@@ -346,11 +357,9 @@ async fn plugins_rollback(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(response) = rejection(&state, &headers) {
-        return response;
-    }
-    let Some(service) = state.plugins.clone() else {
-        return store_disabled();
+    let service = match authorized_store(&state, &headers) {
+        Ok(service) => service,
+        Err(response) => return response,
     };
     let request: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
         RollbackBody::default()
