@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use backon::BackoffBuilder;
 use futures::executor::block_on;
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
@@ -472,12 +473,8 @@ impl Stage {
         board: &StatusBoard,
         stop: &AtomicBool,
     ) -> Option<Vec<(usize, String)>> {
-        use backon::BackoffBuilder;
-        let mut delays = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(5))
+        let mut delays = retry_delays(Duration::from_millis(200))
             .with_jitter()
-            .without_max_times()
             .build();
         let mut outage: Option<Instant> = None;
         let mut last_lag = Instant::now();
@@ -513,7 +510,7 @@ impl Stage {
                     );
                 }
             }
-            let delay = delays.next().unwrap_or(Duration::from_secs(5));
+            let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
             let wake = Instant::now() + delay;
             while Instant::now() < wake {
                 if stop.load(Ordering::SeqCst) {
@@ -588,7 +585,7 @@ impl Stage {
     ) -> bool {
         let mut pending: Vec<&Record> = records.iter().collect();
         let mut sent = sent;
-        let mut backoff = Duration::from_millis(100);
+        let mut delays = retry_delays(Duration::from_millis(100)).build();
         let mut retried = false;
         loop {
             let results = self.settle(sent);
@@ -617,8 +614,7 @@ impl Stage {
                 format!("{} records not acknowledged; retrying", pending.len()),
             );
             tracing::warn!(stage = %self.name, pending = pending.len(), "output not acknowledged; retrying");
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            std::thread::sleep(delays.next().unwrap_or(MAX_RETRY_DELAY));
             retried = true;
             sent = self.send(&pending);
         }
@@ -658,6 +654,18 @@ impl Stage {
             self.lag.request(assignment);
         }
     }
+}
+
+/// The longest wait between two attempts at an output or a sink write.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Retry delays for outputs and sink writes: from `first`, doubling, at most
+/// [`MAX_RETRY_DELAY`], for as long as it takes (nothing is given up on).
+fn retry_delays(first: Duration) -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(MAX_RETRY_DELAY)
+        .without_max_times()
 }
 
 /// Records handed to the producer, with their delivery futures.
