@@ -91,7 +91,12 @@ pub async fn run(scale: f64) -> anyhow::Result<()> {
     let handle = tokio::runtime::Handle::current();
     let database = {
         let _guard = handle.enter();
-        Arc::new(Database::new("bench", &pg_url(), 2)?)
+        Arc::new(Database::new(
+            "bench",
+            &pg_url(),
+            2,
+            std::time::Duration::from_secs(60),
+        )?)
     };
     let grants = Arc::new(Grants::new(
         "bench",

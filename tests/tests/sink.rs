@@ -295,6 +295,73 @@ async fn database_outage_loses_nothing_and_the_stage_resumes() -> anyhow::Result
     Ok(())
 }
 
+/// A database that accepts connections but never answers (here: a table
+/// held under `ACCESS EXCLUSIVE` by another session) makes the write time out
+/// after `query_timeout_ms`: the stage reports the database unavailable and
+/// retries, and once the lock is gone every event is written once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_that_does_not_answer_times_out_and_the_batch_is_retried() -> anyhow::Result<()>
+{
+    plugins_built(&["postgres-sink"])?;
+    let schema = PgSchema::create("hang").await?;
+    let table = format!("{}.events", schema.name);
+    let broker = Broker::start()?;
+    broker.create_topic("in", 1)?;
+    broker.create_topic("dlq", 1)?;
+    let port = free_port();
+    let config = warehouse_config(&broker.bootstrap(), port, &table, 100).replace(
+        "type = \"postgres\"\n",
+        "type = \"postgres\"\nquery_timeout_ms = 1000\n",
+    );
+    let sluice = Sluice::start(&config, port)?;
+    let inputs: Vec<Value> = (0..200).map(|i| sample_event(i, 50)).collect();
+    produce_events(&broker.bootstrap(), "in", &inputs[..100]).await?;
+    wait_for_rows(&table, 100, Duration::from_secs(60))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", sluice.log()))?;
+
+    let locker = connect().await?;
+    locker
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+        ))
+        .await?;
+    produce_events(&broker.bootstrap(), "in", &inputs[100..]).await?;
+    let url = sluice.url.clone();
+    let mut readyz = String::new();
+    wait_until(
+        Duration::from_secs(30),
+        "the stage to report the database unavailable",
+        || {
+            readyz = futures::executor::block_on(async {
+                reqwest::get(format!("{url}/readyz")).await?.text().await
+            })
+            .unwrap_or_default();
+            readyz.contains("query_timeout_ms")
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{readyz}\n{}", sluice.log()))?;
+    let unavailable = metric(&sluice.url, "sluice_sink_unavailable_total").await?;
+    locker.batch_execute("ROLLBACK").await?;
+
+    let count = wait_for_rows(&table, 200, Duration::from_secs(60))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", sluice.log()))?;
+    let rows = rows(&table).await?;
+    println!(
+        "db hang: rows={count} sink_unavailable_total={unavailable} readyz during the hang: {readyz}"
+    );
+    assert_eq!(count, 200, "one row per event, no duplicates");
+    assert_rows_match(&rows, &inputs);
+    assert!(unavailable >= 1.0, "the timeout counts as unavailable");
+    assert!(
+        sluice.log().contains("sink target reachable again"),
+        "{}",
+        sluice.log()
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ungranted_connection_dead_letters_the_batch() -> anyhow::Result<()> {
     plugins_built(&["fixture-sneaky-sink"])?;

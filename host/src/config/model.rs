@@ -364,6 +364,11 @@ pub enum ConnectionConfig {
         /// Pool size.
         #[serde(default = "default_pool_size")]
         pool_size: usize,
+        /// How long one database call (a bulk load, a commit) may take before
+        /// the database counts as unavailable and the batch is retried; the
+        /// connection is then discarded. Guards against a hung network.
+        #[serde(default = "default_query_timeout_ms")]
+        query_timeout_ms: u64,
     },
     /// A directory for file sinks.
     Directory {
@@ -374,6 +379,10 @@ pub enum ConnectionConfig {
 
 fn default_pool_size() -> usize {
     4
+}
+
+fn default_query_timeout_ms() -> u64 {
+    60_000
 }
 
 /// `[admin]`: the admin API (plugin versions, stage status).

@@ -22,6 +22,7 @@ pub use session::{Grants, Problem, Session};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -51,14 +52,23 @@ impl Connections {
         let mut targets = BTreeMap::new();
         for (name, config) in &loaded.config.connections {
             let target = match config {
-                ConnectionConfig::Postgres { url, pool_size } => {
+                ConnectionConfig::Postgres {
+                    url,
+                    pool_size,
+                    query_timeout_ms,
+                } => {
                     let url = interpolate_env(url)
                         .map_err(anyhow::Error::msg)
                         .with_context(|| format!("connections.{name}.url"))?;
                     let _guard = runtime.enter();
                     Target::Postgres(Arc::new(
-                        postgres::Database::new(name, &url, *pool_size)
-                            .with_context(|| format!("connections.{name}"))?,
+                        postgres::Database::new(
+                            name,
+                            &url,
+                            *pool_size,
+                            Duration::from_millis(*query_timeout_ms),
+                        )
+                        .with_context(|| format!("connections.{name}"))?,
                     ))
                 }
                 ConnectionConfig::Directory { path } => Target::Directory(Arc::new(

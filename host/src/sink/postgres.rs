@@ -22,6 +22,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Database {
     name: String,
     pool: Pool,
+    query_timeout: Duration,
 }
 
 /// Why a database call failed.
@@ -45,8 +46,14 @@ impl fmt::Display for DbError {
 
 impl Database {
     /// A pool of at most `pool_size` connections to `url`; connects lazily.
+    /// Each call on a connection gets at most `query_timeout` to answer.
     /// Must be called inside a tokio runtime.
-    pub fn new(name: &str, url: &str, pool_size: usize) -> anyhow::Result<Self> {
+    pub fn new(
+        name: &str,
+        url: &str,
+        pool_size: usize,
+        query_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let mut config = deadpool_postgres::Config::new();
         config.url = Some(url.to_string());
         config.connect_timeout = Some(CONNECT_TIMEOUT);
@@ -65,6 +72,7 @@ impl Database {
         Ok(Self {
             name: name.to_string(),
             pool,
+            query_timeout,
         })
     }
 
@@ -73,8 +81,9 @@ impl Database {
         &self.name
     }
 
-    /// A connection with a transaction open on it.
-    pub async fn begin(&self) -> Result<Object, DbError> {
+    /// A connection with a transaction open on it. Every call on it is
+    /// bounded by the connection's `query_timeout_ms`.
+    pub async fn begin(&self) -> Result<Transaction, DbError> {
         let client = self.pool.get().await.map_err(|e| match e {
             PoolError::Backend(e) => classify(&e),
             PoolError::Timeout(_) => DbError::Unavailable(format!(
@@ -84,27 +93,103 @@ impl Database {
             )),
             other => DbError::Unavailable(other.to_string()),
         })?;
-        client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(client)
+        let mut transaction = Transaction {
+            client: Some(client),
+            connection: self.name.clone(),
+            timeout: self.query_timeout,
+        };
+        let begun = transaction
+            .bounded(async |client: &Object| {
+                client
+                    .batch_execute("BEGIN")
+                    .await
+                    .map_err(|e| classify(&e))
+            })
+            .await;
+        begun.map(|()| transaction)
     }
 }
 
-/// Commit the transaction open on `client`.
-pub async fn commit(client: &Object) -> Result<(), DbError> {
-    client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|e| classify(&e))
+/// A transaction open on one pooled connection. A call that gets no answer
+/// within the time bound (a hung network, a locked table) fails as
+/// [`DbError::Unavailable`], and the connection is thrown away rather than
+/// handed back to the pool, since its state is unknown.
+pub struct Transaction {
+    client: Option<Object>,
+    connection: String,
+    timeout: Duration,
 }
 
-/// Roll back the transaction open on `client` (best effort: a broken
-/// connection has rolled back already).
-pub async fn rollback(client: &Object) {
-    if let Err(e) = client.batch_execute("ROLLBACK").await {
-        tracing::debug!(error = %e, "rollback failed");
+impl Transaction {
+    /// Run `call` on the connection under the time bound.
+    async fn bounded<T>(
+        &mut self,
+        call: impl AsyncFnOnce(&Object) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let Some(client) = self.client.as_ref() else {
+            return Err(DbError::Unavailable(format!(
+                "the connection to `{}` was dropped after an earlier timeout",
+                self.connection
+            )));
+        };
+        match tokio::time::timeout(self.timeout, call(client)).await {
+            Ok(result) => result,
+            Err(_) => {
+                if let Some(client) = self.client.take() {
+                    drop(Object::take(client));
+                }
+                Err(DbError::Unavailable(format!(
+                    "no answer from `{}` within {} ms (query_timeout_ms)",
+                    self.connection,
+                    self.timeout.as_millis()
+                )))
+            }
+        }
+    }
+
+    /// Bulk-write `request` in this transaction; see [`write`].
+    pub async fn write(&mut self, seq: u64, request: &TableWrite) -> Result<u64, DbError> {
+        self.bounded(async |client: &Object| write(client, seq, request).await)
+            .await
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` in this transaction; see [`create_table`].
+    pub async fn create_table(
+        &mut self,
+        table: &str,
+        columns: &[ColumnDef],
+        key_columns: &[String],
+    ) -> Result<(), DbError> {
+        self.bounded(async |client: &Object| {
+            create_table(client, table, columns, key_columns).await
+        })
+        .await
+    }
+
+    /// Commit. A commit that timed out may or may not have landed.
+    pub async fn commit(mut self) -> Result<(), DbError> {
+        self.bounded(async |client: &Object| {
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| classify(&e))
+        })
+        .await
+    }
+
+    /// Roll back (best effort: a broken connection has rolled back already).
+    pub async fn rollback(mut self) {
+        let rolled_back = self
+            .bounded(async |client: &Object| {
+                client
+                    .batch_execute("ROLLBACK")
+                    .await
+                    .map_err(|e| classify(&e))
+            })
+            .await;
+        if let Err(e) = rolled_back {
+            tracing::debug!(error = %e, "rollback failed");
+        }
     }
 }
 
@@ -141,7 +226,7 @@ pub fn check(request: &TableWrite) -> Result<(), String> {
 /// into a temporary table shaped like the target, then one upsert. Rows that
 /// repeat a key within the batch keep the last one. `seq` makes the
 /// temporary table's name unique within the transaction.
-pub async fn write(client: &Object, seq: u64, request: &TableWrite) -> Result<u64, DbError> {
+async fn write(client: &Object, seq: u64, request: &TableWrite) -> Result<u64, DbError> {
     check(request).map_err(DbError::Rejected)?;
     let table = quote_table(&request.table).map_err(DbError::Rejected)?;
     let columns = request
@@ -217,7 +302,7 @@ pub async fn write(client: &Object, seq: u64, request: &TableWrite) -> Result<u6
 }
 
 /// `CREATE TABLE IF NOT EXISTS` with the key columns as primary key.
-pub async fn create_table(
+async fn create_table(
     client: &Object,
     table: &str,
     columns: &[ColumnDef],

@@ -5,11 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use deadpool_postgres::Object;
-
 use super::Target;
 use super::files::Directory;
-use super::postgres::{self, Database, DbError};
+use super::postgres::{self, Database, DbError, Transaction};
 use crate::runtime::bindings::{ColumnDef, TableWrite};
 
 /// The targets a stage was granted.
@@ -136,7 +134,7 @@ impl fmt::Display for Problem {
 /// opened. The runner ends every batch with [`Session::finish`].
 pub struct Session {
     grants: Arc<Grants>,
-    open: BTreeMap<String, Object>,
+    open: BTreeMap<String, Transaction>,
     problem: Option<Problem>,
     loads: u64,
     rows: u64,
@@ -180,7 +178,7 @@ impl Session {
     }
 
     /// The open transaction on `connection`, beginning one if needed.
-    fn transaction(&mut self, connection: &str) -> Result<&Object, String> {
+    fn transaction(&mut self, connection: &str) -> Result<&mut Transaction, String> {
         if !self.open.contains_key(connection) {
             let database = match self.grants.database(connection) {
                 Ok(db) => db,
@@ -193,7 +191,9 @@ impl Session {
                 Err(e) => return Err(self.note_db(e)),
             }
         }
-        Ok(&self.open[connection])
+        self.open
+            .get_mut(connection)
+            .ok_or_else(|| format!("no transaction open on `{connection}`"))
     }
 
     /// `sql.write`: bulk upsert in the batch's transaction.
@@ -205,7 +205,7 @@ impl Session {
         let seq = self.loads;
         let runtime = self.grants.runtime.clone();
         let client = self.transaction(&request.connection)?;
-        match runtime.block_on(postgres::write(client, seq, &request)) {
+        match runtime.block_on(client.write(seq, &request)) {
             Ok(n) => {
                 self.rows += n;
                 Ok(n)
@@ -225,7 +225,7 @@ impl Session {
         let runtime = self.grants.runtime.clone();
         let client = self.transaction(connection)?;
         runtime
-            .block_on(postgres::create_table(client, table, columns, key_columns))
+            .block_on(client.create_table(table, columns, key_columns))
             .map_err(|e| self.note_db(e))
     }
 
@@ -277,15 +277,15 @@ impl Session {
         let runtime = self.grants.runtime.clone();
         if !plugin_ok || problem.is_some() {
             runtime.block_on(async {
-                for client in open.values() {
-                    postgres::rollback(client).await;
+                for transaction in open.into_values() {
+                    transaction.rollback().await;
                 }
             });
             return Err(problem);
         }
         let committed = runtime.block_on(async {
-            for client in open.values() {
-                postgres::commit(client).await?;
+            for transaction in open.into_values() {
+                transaction.commit().await?;
             }
             Ok::<(), DbError>(())
         });
