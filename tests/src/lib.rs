@@ -132,7 +132,11 @@ impl Broker {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.dir.path().join("tansu.log"))?;
+        // Append, so the log of the run before a restart is kept.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))?;
         let child = Command::new(tansu_bin())
             .current_dir(self.dir.path())
             .args([
@@ -172,9 +176,19 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// The broker's log so far (stderr of every start, at `warn`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- tansu log ---\n{}", self.log());
+        }
     }
 }
 
