@@ -24,14 +24,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
 use futures::future::join_all;
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureRecord, Producer as _};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 
 use crate::config::{AckMode, IngestConfig, LoadedConfig, interpolate_env};
 use crate::kafka::{BrokerHealth, Producer};
 use crate::schema::{LoadedSchema, SchemaSet};
+
+/// How much longer than `ack_timeout_ms` a request waits for the broker's
+/// acknowledgement before it counts as not acknowledged (see `watch_acks`).
+const ACK_GRACE: Duration = Duration::from_secs(1);
 
 /// Oversized bodies up to this multiple of `max_body_bytes` are read and
 /// discarded before the 413, so ordinary HTTP clients see the answer.
@@ -63,6 +67,7 @@ pub struct Ingest {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     ack: AckMode,
+    ack_timeout: Duration,
     partial: bool,
     retry_after: u64,
     max_body_bytes: usize,
@@ -108,6 +113,7 @@ impl Ingest {
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             max_in_flight: config.max_in_flight,
             ack: config.ack,
+            ack_timeout: ack_timeout(config),
             partial: config.partial,
             retry_after: config.retry_after_secs,
             max_body_bytes: config.max_body_bytes,
@@ -269,7 +275,7 @@ impl Ingest {
 
     /// Produce the events; `Ok` once the broker acknowledged them all (or,
     /// with `ack = "queued"`, once they are queued).
-    async fn publish(&self, events: &[Prepared]) -> Result<usize, ApiError> {
+    async fn publish(self: &Arc<Self>, events: &[Prepared]) -> Result<usize, ApiError> {
         let count = events.len();
         if count == 0 {
             return Ok(0);
@@ -306,57 +312,65 @@ impl Ingest {
         }
         if let Some(e) = enqueue_error {
             tracing::warn!(error = %e, "ingest producer refused a record");
-            self.settle_later(deliveries, permits);
+            self.watch_acks(producer, deliveries, permits);
             return Err(self.unavailable(format!(
                 "the producer queue refused the events ({e}); retry"
             )));
         }
+        let acks = self.watch_acks(producer, deliveries, permits);
         if self.ack == AckMode::Queued {
-            self.settle_later(deliveries, permits);
             return Ok(count);
         }
-        let results = join_all(deliveries).await;
-        drop(permits);
-        self.report_in_flight();
-        let mut failure = None;
-        for result in results {
-            match result {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => failure = Some(e),
-                Err(_) => failure = Some(KafkaError::Canceled),
-            }
-        }
-        match failure {
-            None => Ok(count),
-            Some(e) => {
-                if self.producer.on_failure(&producer, &e) {
-                    self.health.mark_unreachable();
-                }
-                tracing::warn!(error = %e, "broker did not acknowledge ingest records");
-                Err(self.unavailable(format!(
-                    "the broker did not acknowledge every event ({e}); retry the request"
-                )))
-            }
+        match acks.await {
+            Ok(None) => Ok(count),
+            Ok(Some(e)) => Err(self.unavailable(format!(
+                "the broker did not acknowledge every event ({e}); retry the request"
+            ))),
+            Err(e) => Err(self.unavailable(format!(
+                "waiting for the broker's acknowledgement failed ({e}); retry the request"
+            ))),
         }
     }
 
-    /// Wait for deliveries in the background, then release their permits.
-    fn settle_later(
-        &self,
-        deliveries: Vec<rdkafka::producer::DeliveryFuture>,
+    /// Wait for the broker's answer to `deliveries` in a task of its own and
+    /// return the first failure, if any. Holding the permits until then keeps
+    /// `max_in_flight` honest.
+    ///
+    /// A task, not the request, so a client that hangs up (or `ack =
+    /// "queued"`) cannot hide a failed delivery: the producer is still
+    /// replaced when the broker did not acknowledge. The wait is bounded by
+    /// `ack_timeout_ms` plus [`ACK_GRACE`], because librdkafka may hold records
+    /// that were in flight when a connection dropped for longer than their
+    /// message timeout; past the bound they count as not acknowledged.
+    fn watch_acks(
+        self: &Arc<Self>,
+        producer: Arc<FutureProducer>,
+        deliveries: Vec<DeliveryFuture>,
         permits: tokio::sync::OwnedSemaphorePermit,
-    ) {
-        let in_flight = self.in_flight.clone();
-        let max = self.max_in_flight;
+    ) -> tokio::task::JoinHandle<Option<KafkaError>> {
+        let ingest = Arc::clone(self);
         tokio::spawn(async move {
-            for result in join_all(deliveries).await {
-                if let Ok(Err((e, _))) = result {
-                    tracing::error!(error = %e, "queued ingest record was not delivered");
-                }
-            }
+            let bound = ingest.ack_timeout + ACK_GRACE;
+            let failure = match tokio::time::timeout(bound, join_all(deliveries)).await {
+                Ok(results) => results.into_iter().find_map(|result| match result {
+                    Ok(Ok(_)) => None,
+                    Ok(Err((e, _))) => Some(e),
+                    Err(_) => Some(KafkaError::Canceled),
+                }),
+                Err(_) => Some(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageTimedOut,
+                )),
+            };
             drop(permits);
-            crate::metrics::ingest_in_flight(max - in_flight.available_permits());
-        });
+            ingest.report_in_flight();
+            if let Some(e) = &failure {
+                if ingest.producer.on_failure(&producer, e) {
+                    ingest.health.mark_unreachable();
+                }
+                tracing::warn!(error = %e, "broker did not acknowledge ingest records");
+            }
+            failure
+        })
     }
 
     fn report_in_flight(&self) {
@@ -469,7 +483,7 @@ async fn post_batch(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body:
 
 impl Ingest {
     /// Publish and count the events by route and result.
-    async fn publish_counted(&self, events: Vec<Prepared>) -> Result<usize, ApiError> {
+    async fn publish_counted(self: &Arc<Self>, events: Vec<Prepared>) -> Result<usize, ApiError> {
         let result = self.publish(&events).await;
         self.count(
             &events,

@@ -2,10 +2,14 @@
 //!
 //! After a delivery times out, librdkafka's idempotent producer bumps its
 //! epoch (KIP-360) when the broker returns. Not every Kafka-protocol broker
-//! handles that (tansu 0.6 loses its storage task), and a producer that
-//! cannot re-establish its idempotence state stalls every later send. So
-//! when a delivery fails because the broker is unreachable, the producer is
-//! replaced by a fresh one (new producer id). Records the old one had not
+//! handles that, and a producer that cannot re-establish its idempotence
+//! state stalls every later send. With tansu 0.6 it is worse: a producer
+//! whose in-flight records timed out during an outage, producing again after
+//! the broker returns, panics tansu's single storage task ("more or less than
+//! one row" in its idempotence check), after which the broker serves no one.
+//! So when a delivery fails because the broker is unreachable, the producer is
+//! replaced by a fresh one (new producer id) and the old one is dropped as
+//! soon as its last pending delivery resolves. Records the old one had not
 //! delivered were never acknowledged, so their senders were told (503, or
 //! a stage retry): at-least-once holds.
 
@@ -42,10 +46,23 @@ impl Producer {
     }
 
     /// Note a failed delivery through `used`. If the failure means the
-    /// broker was unreachable and `used` is still current, replace it.
-    /// Returns true when the producer was replaced.
+    /// broker was unreachable and `used` is still current, replace it, and
+    /// purge what `used` still holds so every delivery pending on it fails
+    /// now: its senders are told (503, or a stage retry) and the old producer
+    /// is dropped promptly instead of outliving the outage with its stale
+    /// idempotence state. Returns true when the producer was replaced.
     pub fn on_failure(&self, used: &Arc<FutureProducer>, error: &KafkaError) -> bool {
+        use rdkafka::producer::{Producer as _, PurgeConfig};
         if !is_broker_unreachable(error) {
+            return false;
+        }
+        let mut current = match self.current.write() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Every record of a failed batch reports the same outage: only the
+        // first report for the current producer replaces it.
+        if !Arc::ptr_eq(&current, used) {
             return false;
         }
         let fresh: FutureProducer = match self.config.create() {
@@ -55,15 +72,10 @@ impl Producer {
                 return false;
             }
         };
-        let mut current = match self.current.write() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if !Arc::ptr_eq(&current, used) {
-            return false;
-        }
         tracing::warn!(error = %error, "delivery failed while the broker was unreachable: replacing the producer");
         *current = Arc::new(fresh);
+        drop(current);
+        used.purge(PurgeConfig::default().queue().inflight());
         true
     }
 
