@@ -316,6 +316,11 @@ pub struct StageConfig {
     /// Attempts on a fresh instance after a plugin trap, before dead-lettering.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// How long the broker may take to acknowledge the stage's output and
+    /// dead letters, in milliseconds. After that the batch is retried (not
+    /// committed) with a fresh producer.
+    #[serde(default = "default_delivery_timeout_ms")]
+    pub delivery_timeout_ms: u64,
     /// Per-plugin configuration tables, by plugin name, passed to `init`.
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
@@ -335,6 +340,9 @@ fn default_batch_wait_ms() -> u64 {
 }
 fn default_retries() -> u32 {
     2
+}
+fn default_delivery_timeout_ms() -> u64 {
+    30_000
 }
 
 impl StageConfig {
@@ -469,6 +477,13 @@ pub(super) fn check(config: &Config, source: &Source<'_>, problems: &mut Diagnos
                 &stage.name,
                 &format!("{key}.batch_size"),
                 "must be at least 1".into(),
+            ));
+        }
+        if stage.delivery_timeout_ms == 0 {
+            problems.push(source.spanned(
+                &stage.name,
+                &format!("{key}.delivery_timeout_ms"),
+                "must be at least 1 (librdkafka reads 0 as \"retry forever\")".into(),
             ));
         }
         for granted in &stage.connections {

@@ -122,3 +122,22 @@ fn env_interpolation() {
             .contains("not set")
     );
 }
+
+#[test]
+fn zero_batch_size_and_delivery_timeout_are_refused_by_key() {
+    let text = format!(
+        "{GOOD}\n[[stage]]\nname = \"s\"\ninput = \"telemetry.events\"\noutput = \"out\"\nbatch_size = 0\ndelivery_timeout_ms = 0\n"
+    );
+    let rendered = parse(&text).expect_err("two problems").to_string();
+    assert!(
+        rendered.contains("batch_size`: must be at least 1"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("delivery_timeout_ms`: must be at least 1"),
+        "{rendered}"
+    );
+    let defaults =
+        parse(&text.replace("batch_size = 0\ndelivery_timeout_ms = 0\n", "")).expect("valid");
+    assert_eq!(defaults.config.stages[0].delivery_timeout_ms, 30_000);
+}

@@ -165,7 +165,7 @@ impl Stage {
                     config.input.get_ref()
                 )
             })?;
-        let producer = kafka.producer(Duration::from_secs(30))?;
+        let producer = kafka.producer(Duration::from_millis(config.delivery_timeout_ms))?;
         Ok(Self {
             input: config.input.get_ref().clone(),
             output: config

@@ -60,6 +60,13 @@ dead_letter = "{DLQ}"
 chain = ["filter", "redact"]
 batch_size = 200
 batch_wait_ms = 20
+# Shorter than the 30 s broker outage: producers that held a producer id when
+# the broker went away must time out and be replaced (the stage does that)
+# well before it returns. A surviving one would bump its epoch on reconnect
+# (KIP-360, InitProducerId with its old id), which tansu 0.6 does not
+# implement (`todo!()` in its storage task), leaving the broker unable to
+# serve anyone. A real Kafka broker handles the bump.
+delivery_timeout_ms = 10000
 
 [stage.config.filter]
 mode = "drop"
