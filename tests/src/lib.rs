@@ -177,6 +177,30 @@ impl Broker {
 }
 
 impl Broker {
+    /// Freeze the broker process (SIGSTOP): connections stay open and
+    /// nothing is answered, like a hung broker or a network partition.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Let a paused broker run again (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("the broker is not running")?;
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .context("cannot run kill")?;
+        if !status.success() {
+            bail!("kill {signal} {} failed", child.id());
+        }
+        Ok(())
+    }
+
     /// The broker's log so far (stderr of every start, at `warn`).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()

@@ -223,3 +223,76 @@ async fn broker_outage_answers_503_and_recovers_without_restart() -> anyhow::Res
     );
     Ok(())
 }
+
+/// A client that gives up waiting must not hide a delivery the broker never
+/// acknowledged. Here the broker hangs (SIGSTOP) while a request waits for
+/// its ack and the client hangs up after 300 ms. The host still sees the
+/// records time out and replaces its producer; otherwise librdkafka bumps
+/// the old producer's epoch and reuses it, which tansu 0.6 cannot handle
+/// (its storage task panics and the broker serves no one). After the broker
+/// resumes, ingest accepts again and tansu has not panicked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_hanging_up_does_not_hide_an_unacknowledged_delivery() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    broker.create_topic(TOPIC, 1)?;
+    let port = free_port();
+    let sluice = Sluice::start(&config(&broker.bootstrap(), port), port)?;
+    let post = |client: &reqwest::Client, i: usize| {
+        client
+            .post(format!("{}/v1/events", sluice.url))
+            .json(&sample_event(i, 10))
+            .send()
+    };
+    let patient = reqwest::Client::new();
+    assert_eq!(post(&patient, 0).await?.status(), 202);
+
+    // Hang the broker with a request waiting for its ack; the client leaves.
+    // If the host's health check noticed the hang first, the request gets a
+    // 503 without producing anything: let the broker recover and try again.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()?;
+    let mut hung_up = false;
+    for attempt in 1..=5 {
+        broker.pause()?;
+        match post(&impatient, attempt).await {
+            Err(e) if e.is_timeout() => {
+                hung_up = true;
+                break;
+            }
+            other => {
+                println!("attempt {attempt}: {:?}", other.map(|r| r.status()));
+                broker.resume()?;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        }
+    }
+    assert!(hung_up, "a request was left waiting for the hung broker");
+    let log = || sluice.log();
+    sluice_tests::wait_until(
+        Duration::from_secs(15),
+        "the host to give up on the acknowledgement and replace its producer",
+        || log().contains("replacing the producer"),
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", log()))?;
+    broker.resume()?;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = Some(post(&patient, 100).await?.status());
+        if last == Some(reqwest::StatusCode::ACCEPTED) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let tansu = broker.log();
+    assert!(!tansu.contains("panicked"), "tansu panicked:\n{tansu}");
+    assert_eq!(
+        last,
+        Some(reqwest::StatusCode::ACCEPTED),
+        "ingest accepts again once the broker resumes\n{}",
+        log()
+    );
+    Ok(())
+}
