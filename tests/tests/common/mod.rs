@@ -60,12 +60,12 @@ dead_letter = "{DLQ}"
 chain = ["filter", "redact"]
 batch_size = 200
 batch_wait_ms = 20
-# Shorter than the 30 s broker outage: producers that held a producer id when
-# the broker went away must time out and be replaced (the stage does that)
-# well before it returns. A surviving one would bump its epoch on reconnect
-# (KIP-360, InitProducerId with its old id), which tansu 0.6 does not
-# implement (`todo!()` in its storage task), leaving the broker unable to
-# serve anyone. A real Kafka broker handles the bump.
+# Shorter than the 30 s broker outage: the stage's producer, whose records
+# were in flight when the broker died, must time out and be replaced (and
+# purged) well before the broker returns. Replaced as it returns, librdkafka
+# may already have bumped its epoch locally (KIP-360) and produced with it,
+# which panics tansu 0.6's storage task ("more or less than one row") and
+# leaves the broker serving no one. A real Kafka broker handles the bump.
 delivery_timeout_ms = 10000
 
 [stage.config.filter]
