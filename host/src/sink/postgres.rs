@@ -98,15 +98,8 @@ impl Database {
             connection: self.name.clone(),
             timeout: self.query_timeout,
         };
-        let begun = transaction
-            .bounded(async |client: &Object| {
-                client
-                    .batch_execute("BEGIN")
-                    .await
-                    .map_err(|e| classify(&e))
-            })
-            .await;
-        begun.map(|()| transaction)
+        transaction.execute("BEGIN").await?;
+        Ok(transaction)
     }
 }
 
@@ -166,28 +159,22 @@ impl Transaction {
         .await
     }
 
-    /// Commit. A commit that timed out may or may not have landed.
-    pub async fn commit(mut self) -> Result<(), DbError> {
+    /// Run one statement without results, under the time bound.
+    async fn execute(&mut self, sql: &str) -> Result<(), DbError> {
         self.bounded(async |client: &Object| {
-            client
-                .batch_execute("COMMIT")
-                .await
-                .map_err(|e| classify(&e))
+            client.batch_execute(sql).await.map_err(|e| classify(&e))
         })
         .await
     }
 
+    /// Commit. A commit that timed out may or may not have landed.
+    pub async fn commit(mut self) -> Result<(), DbError> {
+        self.execute("COMMIT").await
+    }
+
     /// Roll back (best effort: a broken connection has rolled back already).
     pub async fn rollback(mut self) {
-        let rolled_back = self
-            .bounded(async |client: &Object| {
-                client
-                    .batch_execute("ROLLBACK")
-                    .await
-                    .map_err(|e| classify(&e))
-            })
-            .await;
-        if let Err(e) = rolled_back {
+        if let Err(e) = self.execute("ROLLBACK").await {
             tracing::debug!(error = %e, "rollback failed");
         }
     }
