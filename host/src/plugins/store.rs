@@ -24,11 +24,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use futures::executor::block_on;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use crate::kafka::Kafka;
+use crate::kafka::{Kafka, Producer};
+
+/// How long a store record may wait for the broker's acknowledgement.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Component bytes per chunk record: below librdkafka's default 1 MB
 /// `message.max.bytes` with room for the record overhead.
@@ -189,7 +192,7 @@ impl StoreState {
 /// pushes, rollbacks and host reports.
 pub struct Store {
     topic: String,
-    producer: FutureProducer,
+    producer: Producer,
     shared: Arc<(Mutex<StoreState>, Condvar)>,
     stop: Arc<AtomicBool>,
     follower: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -213,14 +216,10 @@ impl Store {
             .ensure_compacted_topic(topic)
             .await
             .with_context(|| format!("plugin store topic {topic}"))?;
-        let mut config = kafka.client_config();
-        config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "0")
-            .set("message.timeout.ms", "30000");
-        let producer: FutureProducer = config
-            .create()
+        // Replaceable like the ingest and stage producers: a publish that
+        // failed with the broker unreachable leaves stale idempotence state.
+        let producer = kafka
+            .producer(PUBLISH_TIMEOUT)
             .context("cannot create the plugin store producer")?;
         // Group-less, manually assigned; short fetch waits so a push
         // reaches every host quickly (one fetch every 100 ms when idle).
@@ -304,14 +303,15 @@ impl Store {
             .key(key)
             .payload(value)
             .partition(0);
-        let delivery = self
-            .producer
+        let producer = self.producer.get();
+        let delivery = producer
             .send_result(record)
             .map_err(|(e, _)| e)
             .with_context(|| format!("cannot publish {key} to {}", self.topic))?;
         match block_on(delivery) {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((e, _))) => {
+                self.producer.on_failure(&producer, &e);
                 Err(e).with_context(|| format!("publishing {key} to {}", self.topic))
             }
             Err(_) => bail!("publishing {key} to {}: cancelled", self.topic),
