@@ -312,6 +312,8 @@ impl Ingest {
         }
         if let Some(e) = enqueue_error {
             tracing::warn!(error = %e, "ingest producer refused a record");
+            // A producer in a fatal state refuses every record: replace it.
+            self.producer.on_failure(&producer, &e);
             self.watch_acks(producer, deliveries, permits);
             return Err(self.unavailable(format!(
                 "the producer queue refused the events ({e}); retry"

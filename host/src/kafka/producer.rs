@@ -46,16 +46,24 @@ impl Producer {
     }
 
     /// Note a failed delivery through `used`. If the failure means the
-    /// broker was unreachable and `used` is still current, replace it, and
+    /// broker was unreachable, or `used` is in a fatal state, and `used` is
+    /// still current, replace it, and
     /// purge what `used` still holds so every delivery pending on it fails
     /// now: its senders are told (503, or a stage retry) and the old producer
     /// is dropped promptly instead of outliving the outage with its stale
     /// idempotence state. Returns true when the producer was replaced.
     pub fn on_failure(&self, used: &Arc<FutureProducer>, error: &KafkaError) -> bool {
         use rdkafka::producer::{Producer as _, PurgeConfig};
-        if !is_broker_unreachable(error) {
-            return false;
-        }
+        // A fatal error (librdkafka gives up on the idempotent session, e.g.
+        // after an out-of-order sequence) makes every later send fail: the
+        // producer must be rebuilt, whatever this delivery's error was.
+        let reason = match used.client().fatal_error() {
+            Some((code, why)) => format!("the producer hit a fatal error ({code:?}: {why})"),
+            None if is_broker_unreachable(error) => {
+                "delivery failed while the broker was unreachable".to_string()
+            }
+            None => return false,
+        };
         let mut current = match self.current.write() {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
@@ -72,7 +80,7 @@ impl Producer {
                 return false;
             }
         };
-        tracing::warn!(error = %error, "delivery failed while the broker was unreachable: replacing the producer");
+        tracing::warn!(error = %error, "{reason}: replacing the producer");
         *current = Arc::new(fresh);
         drop(current);
         used.purge(PurgeConfig::default().queue().inflight());
@@ -99,4 +107,60 @@ pub fn is_broker_unreachable(e: &KafkaError) -> bool {
                 | RDKafkaErrorCode::PurgeInflight
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::producer::{FutureRecord, Producer as _};
+
+    fn producer() -> Producer {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "1000");
+        Producer::new(config).expect("producer")
+    }
+
+    #[test]
+    fn a_producer_in_a_fatal_state_is_replaced() {
+        let producer = producer();
+        let used = producer.get();
+        let reason = std::ffi::CString::new("injected by the test").expect("no NUL");
+        // librdkafka's own fault injection for idempotent producers.
+        // SAFETY: the client pointer is valid while `used` lives; `reason`
+        // outlives the call, which copies it.
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                used.client().native_ptr(),
+                rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            );
+        }
+        let error = match used.send_result(FutureRecord::<(), _>::to("t").payload("x")) {
+            Err((e, _)) => e,
+            Ok(_) => panic!("a producer in a fatal state refuses records"),
+        };
+        assert!(!is_broker_unreachable(&error), "{error}");
+        assert!(producer.on_failure(&used, &error), "replaced");
+        let fresh = producer.get();
+        assert!(!Arc::ptr_eq(&fresh, &used));
+        assert!(fresh.client().fatal_error().is_none());
+        // A second report about the old producer changes nothing.
+        assert!(!producer.on_failure(&used, &error));
+        assert!(Arc::ptr_eq(&producer.get(), &fresh));
+    }
+
+    #[test]
+    fn an_ordinary_rejection_keeps_the_producer() {
+        let producer = producer();
+        let used = producer.get();
+        let error = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert!(!producer.on_failure(&used, &error));
+        assert!(Arc::ptr_eq(&producer.get(), &used));
+        let unreachable = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        assert!(producer.on_failure(&used, &unreachable));
+        assert!(!Arc::ptr_eq(&producer.get(), &used));
+    }
 }

@@ -306,7 +306,10 @@ impl Store {
         let producer = self.producer.get();
         let delivery = producer
             .send_result(record)
-            .map_err(|(e, _)| e)
+            .map_err(|(e, _)| {
+                self.producer.on_failure(&producer, &e);
+                e
+            })
             .with_context(|| format!("cannot publish {key} to {}", self.topic))?;
         match block_on(delivery) {
             Ok(Ok(_)) => Ok(()),
