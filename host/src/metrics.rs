@@ -183,6 +183,12 @@ pub fn plugin_active(stage: &str, plugin: &str, version: &str) {
     .set(1.0);
 }
 
+/// A producer was rebuilt: a delivery failed with the broker unreachable, or
+/// librdkafka put it in a fatal state (see `kafka::Producer::on_failure`).
+pub fn producer_replaced(producer: &'static str) {
+    metrics::counter!("sluice_producer_replaced_total", "producer" => producer).increment(1);
+}
+
 /// Messages the producer holds that the broker has not acknowledged yet
 /// (librdkafka's queue), by which part of the host produces them.
 pub fn producer_queue_depth(producer: &'static str, depth: i32) {

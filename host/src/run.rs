@@ -121,7 +121,7 @@ pub async fn run_until(
 
     let ingest = match &config.ingest {
         Some(ingest_config) => {
-            let producer = kafka.producer(ingest::ack_timeout(ingest_config))?;
+            let producer = kafka.producer("ingest", ingest::ack_timeout(ingest_config))?;
             let health = BrokerHealth::watch(kafka.reader()?, Duration::from_secs(1))?;
             Some((
                 Arc::new(Ingest::new(

@@ -286,6 +286,16 @@ async fn a_client_hanging_up_does_not_hide_an_unacknowledged_delivery() -> anyho
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let metrics = reqwest::get(format!("{}/metrics", sluice.url))
+        .await?
+        .text()
+        .await?;
+    let replaced = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_producer_replaced_total{producer=\"ingest\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(replaced >= 1.0, "the replacement is counted:\n{metrics}");
     let tansu = broker.log();
     assert!(!tansu.contains("panicked"), "tansu panicked:\n{tansu}");
     assert_eq!(

@@ -75,7 +75,12 @@ impl Kafka {
 
     /// An idempotent producer (`enable.idempotence=true`, `acks=all`) whose
     /// deliveries fail after `delivery_timeout` instead of retrying forever.
-    pub fn producer(&self, delivery_timeout: Duration) -> anyhow::Result<Producer> {
+    /// `role` (ingest, stage, ...) labels its logs and metrics.
+    pub fn producer(
+        &self,
+        role: &'static str,
+        delivery_timeout: Duration,
+    ) -> anyhow::Result<Producer> {
         let mut config = self.client_config();
         config
             .set("enable.idempotence", "true")
@@ -93,7 +98,7 @@ impl Kafka {
                 "compression.type",
                 setting_or(&self.settings, "compression.type", "lz4"),
             );
-        Producer::new(config)
+        Producer::new(role, config)
     }
 
     /// A consumer in `group` with auto-commit off: the caller commits after

@@ -23,15 +23,18 @@ use rdkafka::producer::FutureProducer;
 
 /// An idempotent producer that can be swapped after broker outages.
 pub struct Producer {
+    role: &'static str,
     config: ClientConfig,
     current: RwLock<Arc<FutureProducer>>,
 }
 
 impl Producer {
-    /// Build from a complete client configuration.
-    pub(super) fn new(config: ClientConfig) -> anyhow::Result<Self> {
+    /// Build from a complete client configuration. `role` names the part
+    /// of the host it serves, in logs and metrics.
+    pub(super) fn new(role: &'static str, config: ClientConfig) -> anyhow::Result<Self> {
         let producer: FutureProducer = config.create().context("cannot create Kafka producer")?;
         Ok(Self {
+            role,
             config,
             current: RwLock::new(Arc::new(producer)),
         })
@@ -80,7 +83,8 @@ impl Producer {
                 return false;
             }
         };
-        tracing::warn!(error = %error, "{reason}: replacing the producer");
+        tracing::warn!(producer = self.role, error = %error, "{reason}: replacing the producer");
+        crate::metrics::producer_replaced(self.role);
         *current = Arc::new(fresh);
         drop(current);
         used.purge(PurgeConfig::default().queue().inflight());
@@ -120,7 +124,7 @@ mod tests {
             .set("bootstrap.servers", "127.0.0.1:9")
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", "1000");
-        Producer::new(config).expect("producer")
+        Producer::new("test", config).expect("producer")
     }
 
     #[test]

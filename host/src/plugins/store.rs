@@ -219,7 +219,7 @@ impl Store {
         // Replaceable like the ingest and stage producers: a publish that
         // failed with the broker unreachable leaves stale idempotence state.
         let producer = kafka
-            .producer(PUBLISH_TIMEOUT)
+            .producer("plugin-store", PUBLISH_TIMEOUT)
             .context("cannot create the plugin store producer")?;
         // Group-less, manually assigned; short fetch waits so a push
         // reaches every host quickly (one fetch every 100 ms when idle).

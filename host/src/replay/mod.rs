@@ -636,7 +636,7 @@ fn open_sink<'s>(
 ) -> anyhow::Result<Sink<'s>> {
     if let Some(topic) = &args.out_topic {
         return Ok(Sink::Topic {
-            producer: kafka.producer(Duration::from_secs(60))?,
+            producer: kafka.producer("replay", Duration::from_secs(60))?,
             topic: topic.clone(),
             pending: Vec::new(),
         });

@@ -165,7 +165,8 @@ impl Stage {
                     config.input.get_ref()
                 )
             })?;
-        let producer = kafka.producer(Duration::from_millis(config.delivery_timeout_ms))?;
+        let producer =
+            kafka.producer("stage", Duration::from_millis(config.delivery_timeout_ms))?;
         Ok(Self {
             input: config.input.get_ref().clone(),
             output: config
