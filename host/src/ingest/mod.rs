@@ -314,13 +314,14 @@ impl Ingest {
             tracing::warn!(error = %e, "ingest producer refused a record");
             // A producer in a fatal state refuses every record: replace it.
             self.producer.on_failure(&producer, &e);
-            self.watch_acks(producer, deliveries, permits);
+            self.watch_acks(producer, deliveries, permits, false);
             return Err(self.unavailable(format!(
                 "the producer queue refused the events ({e}); retry"
             )));
         }
-        let acks = self.watch_acks(producer, deliveries, permits);
-        if self.ack == AckMode::Queued {
+        let queued = self.ack == AckMode::Queued;
+        let acks = self.watch_acks(producer, deliveries, permits, queued);
+        if queued {
             return Ok(count);
         }
         match acks.await {
@@ -344,11 +345,15 @@ impl Ingest {
     /// `ack_timeout_ms` plus [`ACK_GRACE`], because librdkafka may hold records
     /// that were in flight when a connection dropped for longer than their
     /// message timeout; past the bound they count as not acknowledged.
+    ///
+    /// `answered` says the client already got its 202 (`ack = "queued"`), so
+    /// a failure here is an accepted event lost: logged as an error.
     fn watch_acks(
         self: &Arc<Self>,
         producer: Arc<FutureProducer>,
         deliveries: Vec<DeliveryFuture>,
         permits: tokio::sync::OwnedSemaphorePermit,
+        answered: bool,
     ) -> tokio::task::JoinHandle<Option<KafkaError>> {
         let ingest = Arc::clone(self);
         tokio::spawn(async move {
@@ -369,7 +374,11 @@ impl Ingest {
                 if ingest.producer.on_failure(&producer, e) {
                     ingest.health.mark_unreachable();
                 }
-                tracing::warn!(error = %e, "broker did not acknowledge ingest records");
+                if answered {
+                    tracing::error!(error = %e, "queued ingest record was not delivered");
+                } else {
+                    tracing::warn!(error = %e, "broker did not acknowledge ingest records");
+                }
             }
             failure
         })

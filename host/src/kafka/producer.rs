@@ -7,9 +7,10 @@
 //! whose in-flight records timed out during an outage, producing again after
 //! the broker returns, panics tansu's single storage task ("more or less than
 //! one row" in its idempotence check), after which the broker serves no one.
-//! So when a delivery fails because the broker is unreachable, the producer is
-//! replaced by a fresh one (new producer id) and the old one is dropped as
-//! soon as its last pending delivery resolves. Records the old one had not
+//! So when a delivery fails because the broker is unreachable (or librdkafka
+//! declares the producer fatally failed), the producer is replaced by a fresh
+//! one (new producer id) and the old one is purged, so its pending deliveries
+//! fail at once and it is dropped before the broker returns. Records the old one had not
 //! delivered were never acknowledged, so their senders were told (503, or
 //! a stage retry): at-least-once holds.
 
@@ -50,11 +51,11 @@ impl Producer {
 
     /// Note a failed delivery through `used`. If the failure means the
     /// broker was unreachable, or `used` is in a fatal state, and `used` is
-    /// still current, replace it, and
-    /// purge what `used` still holds so every delivery pending on it fails
-    /// now: its senders are told (503, or a stage retry) and the old producer
-    /// is dropped promptly instead of outliving the outage with its stale
-    /// idempotence state. Returns true when the producer was replaced.
+    /// still current, replace it, and purge what `used` still holds so every
+    /// delivery pending on it fails now: its senders are told (503, or a
+    /// stage retry) and the old producer is dropped promptly instead of
+    /// outliving the outage with its stale idempotence state. Returns true
+    /// when the producer was replaced.
     pub fn on_failure(&self, used: &Arc<FutureProducer>, error: &KafkaError) -> bool {
         use rdkafka::producer::{Producer as _, PurgeConfig};
         // A fatal error (librdkafka gives up on the idempotent session, e.g.
