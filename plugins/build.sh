@@ -2,7 +2,8 @@
 # Builds every plugin in this workspace as a WebAssembly component for
 # wasm32-wasip2 and copies each one to plugins/dist/NAME.wasm, where NAME is
 # the crate name without the `sluice-` prefix (filter.wasm, fixture-panic.wasm),
-# plus examples/plugin-template as template.wasm.
+# plus examples/plugin-template as template.wasm and the kept 0.1 fixtures
+# (filter-v0.1.wasm, ndjson-sink-v0.1.wasm).
 #
 #   bash plugins/build.sh              # from anywhere
 #   CARGO_TARGET_DIR=/tmp/t bash plugins/build.sh
@@ -55,6 +56,11 @@ done
 template="$(sed -n 's/^name = "\(.*\)"$/\1/p' "$here/../examples/plugin-template/Cargo.toml" | head -n 1)"
 cp "$out_dir/${template//-/_}.wasm" "$dist/template.wasm"
 count=$((count + 1))
+
+# Components built against `sluice:plugin@0.1.0` with that contract's SDK,
+# kept as binaries: the host must keep running them (fixtures/v0.1/README.md).
+cp fixtures/v0.1/*.wasm "$dist/"
+count=$((count + $(ls fixtures/v0.1/*.wasm | wc -l)))
 
 echo "Components in $dist:"
 for file in "$dist"/*.wasm; do

@@ -14,7 +14,6 @@ use crate::admin::{self, AdminState, StageState, StatusBoard};
 use crate::config::LoadedConfig;
 use crate::ingest::{self, Ingest};
 use crate::kafka::{BrokerHealth, Kafka};
-use crate::runtime::{Runtime, cache_dir};
 use crate::schema::SchemaSet;
 use crate::stage::Stage;
 
@@ -79,12 +78,12 @@ pub async fn run_until(
     crate::plugins::check_config(&loaded)?;
     let mut plugins = None;
     if config.plugins.store {
-        let runtime = Runtime::new(cache_dir(&loaded))?;
+        let runtime = crate::runtime::for_config(&loaded)?;
         plugins = Some(crate::plugins::PluginService::open(&loaded, &kafka, &runtime).await?);
     }
     let overrides = crate::plugins::overrides(plugins.as_ref().map(|(s, _, _)| s));
     if !config.stages.is_empty() {
-        let runtime = Runtime::new(cache_dir(&loaded))?;
+        let runtime = crate::runtime::for_config(&loaded)?;
         let connections =
             crate::sink::Connections::open(&loaded, tokio::runtime::Handle::current())?;
         for stage_config in &config.stages {

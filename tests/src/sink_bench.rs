@@ -82,7 +82,7 @@ pub async fn run(scale: f64) -> anyhow::Result<()> {
         })
         .collect();
 
-    let runtime = Runtime::new(None)?;
+    let runtime = Runtime::new(None, 256)?;
     let plugin = Arc::new(SinkPlugin::load_file(
         &runtime,
         "postgres-sink",

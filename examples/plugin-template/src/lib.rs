@@ -52,7 +52,7 @@ impl Transform for Alert {
         })
     }
 
-    fn process(&mut self, event: &Event) -> Outcome {
+    fn process(&mut self, event: &Event<'_>) -> Outcome {
         // Cheap, partial parse first: most events are not errors and are kept
         // without re-serializing anything.
         let head: Head = match event.json() {
@@ -89,12 +89,13 @@ mod tests {
             "{}",
             vec![
                 Event::new(EVENT),
-                Event::new(EVENT.replace("ERROR", "INFO")),
+                Event::new(&EVENT.replace("ERROR", "INFO")),
                 Event::new("not json"),
             ],
         )
         .unwrap();
-        let tagged = outcomes[0].modified().unwrap().value_json().unwrap();
+        let tagged: serde_json::Value =
+            serde_json::from_str(outcomes[0].modified_value().unwrap()).unwrap();
         assert_eq!(tagged["attributes"]["alert"], "true");
         assert_eq!(tagged["attributes"]["region"], "eu");
         assert_eq!(outcomes[1], Outcome::keep());
@@ -113,7 +114,7 @@ mod tests {
             r#"{"severities":["WARN"]}"#,
             vec![
                 Event::new(EVENT),
-                Event::new(EVENT.replace("ERROR", "WARN")),
+                Event::new(&EVENT.replace("ERROR", "WARN")),
             ],
         )
         .unwrap();

@@ -21,7 +21,7 @@ use serde_json::Value as Json;
 
 use crate::config::{Expectation, ExpectedOutcome, LoadedConfig, StageConfig, TestCase};
 use crate::runtime::bindings::{Event, Origin};
-use crate::runtime::{Chain, Link, Runtime, TransformPlugin, cache_dir, plugin_path};
+use crate::runtime::{Chain, Link, Runtime, TransformPlugin, plugin_path};
 use crate::schema::{LoadedSchema, avro_to_json};
 
 /// How a run went.
@@ -83,7 +83,7 @@ pub fn run(
         if cases.len() == 1 { "" } else { "s" },
         loaded.path.display()
     )?;
-    let runtime = Runtime::new(cache_dir(loaded))?;
+    let runtime = crate::runtime::for_config(loaded)?;
     let mut plugins: BTreeMap<String, Arc<TransformPlugin>> = BTreeMap::new();
     let mut summary = Summary::default();
     let mut failures: Vec<(String, String)> = Vec::new();

@@ -47,7 +47,6 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::LoadedConfig;
 use crate::kafka::Kafka;
-use crate::runtime::{Runtime, cache_dir};
 use crate::schema::LoadedSchema;
 use crate::stage::Batch;
 use output::Sink;
@@ -202,7 +201,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Summary> {
         )
         .into());
     }
-    let runtime = Runtime::new(cache_dir(&loaded))?;
+    let runtime = crate::runtime::for_config(&loaded)?;
     let mut plan = plan::build(
         &loaded,
         &runtime,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::bindings::{Event, Outcome};
+use super::event::{Event, Outcome};
 use super::plugin::{CallError, TransformInstance, TransformPlugin};
 use crate::config::Limits;
 
@@ -19,8 +19,9 @@ pub struct Item {
     pub event: Event,
     /// Index of the input event this one came from.
     pub source: usize,
-    /// True once any plugin modified it or created it by fan-out: the host
-    /// must re-encode it instead of reusing the input bytes.
+    /// True once any plugin changed its value or created it by fan-out: the
+    /// host must re-encode it instead of reusing the input bytes. Metadata
+    /// edits (topic, headers) leave it false.
     pub changed: bool,
     /// Names and versions of plugins that modified it, for output headers.
     pub touched_by: Vec<String>,
@@ -227,12 +228,27 @@ impl Chain {
             let mut counts = Counts::default();
             for ((event, m), result) in events.into_iter().zip(meta).zip(results) {
                 match result {
-                    Ok(Outcome::Keep) => {
+                    Ok(Outcome::Keep(edits)) if edits.is_empty() => {
                         counts.kept += 1;
                         next_events.push(event);
                         next_meta.push(m);
                     }
-                    Ok(Outcome::Modify(new)) => {
+                    Ok(Outcome::Keep(edits)) => {
+                        counts.modified += 1;
+                        let mut event = event;
+                        edits.into_iter().for_each(|e| event.apply(e));
+                        next_events.push(event);
+                        next_meta.push(m.edited(&name, &version));
+                    }
+                    Ok(Outcome::Modify(value, edits)) => {
+                        counts.modified += 1;
+                        let mut event = event;
+                        event.value = value;
+                        edits.into_iter().for_each(|e| event.apply(e));
+                        next_events.push(event);
+                        next_meta.push(m.touched(&name, &version));
+                    }
+                    Ok(Outcome::Replace(new)) => {
                         counts.modified += 1;
                         next_events.push(new);
                         next_meta.push(m.touched(&name, &version));
@@ -241,7 +257,10 @@ impl Chain {
                     Ok(Outcome::FanOut(created)) => {
                         counts.modified += 1;
                         let m = m.touched(&name, &version);
-                        for new in created {
+                        for mut new in created {
+                            if new.timestamp_ms.is_none() {
+                                new.timestamp_ms = event.timestamp_ms;
+                            }
                             next_events.push(new);
                             next_meta.push(m.clone());
                         }
@@ -303,6 +322,11 @@ struct Meta {
 impl Meta {
     fn touched(mut self, name: &str, version: &str) -> Self {
         self.changed = true;
+        self.edited(name, version)
+    }
+
+    /// Metadata changed, the value did not.
+    fn edited(mut self, name: &str, version: &str) -> Self {
         let tag = format!("{name}@{version}");
         if !self.touched_by.contains(&tag) {
             self.touched_by.push(tag);

@@ -8,16 +8,27 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
-use wasmtime::{Config, Engine};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::plugin::{PluginState, add_imports};
 
 /// How often the epoch advances; a call's time bound is rounded up to it.
 pub const TICK: Duration = Duration::from_millis(5);
 
-/// The shared engine plus where precompiled components are cached.
+/// Plugin instances the pooling allocator has slots for, process-wide.
+/// Each stage keeps one live instance per chained plugin, plus one being
+/// validated during a hot reload; a slot costs address space, not memory.
+const POOLED_INSTANCES: u32 = 256;
+
+/// The process's one wasmtime engine, its one linker (WASI with an empty
+/// context plus the host imports of every contract version), its epoch
+/// ticker and where precompiled components are cached. Clones share all of
+/// it; `main` creates it once and hands it to everything that runs plugins.
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
+    linker: Arc<Linker<PluginState>>,
     cache_dir: Option<PathBuf>,
     _ticker: Arc<Ticker>,
 }
@@ -33,15 +44,39 @@ impl Drop for Ticker {
 }
 
 impl Runtime {
-    /// Build the engine (epoch interruption on) and start its ticker.
-    /// `cache_dir` holds precompiled components; `None` disables the cache.
-    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+    /// Build the engine (epoch interruption on, pooling instance allocator
+    /// with copy-on-write memory images, each linear memory capped at
+    /// `memory_cap_mb`) and start its ticker. `cache_dir` holds precompiled
+    /// components; `None` disables the cache.
+    pub fn new(cache_dir: Option<PathBuf>, memory_cap_mb: u64) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        let mut pool = PoolingAllocationConfig::new();
+        // A Rust component holds a few core instances (the module plus the
+        // component adapter's shims), each with a memory or tables.
+        pool.total_component_instances(POOLED_INSTANCES)
+            .total_core_instances(POOLED_INSTANCES * 8)
+            .total_memories(POOLED_INSTANCES * 2)
+            .total_tables(POOLED_INSTANCES * 8)
+            .max_memories_per_module(1)
+            .max_memory_size(
+                usize::try_from(memory_cap_mb.max(1) * 1024 * 1024).unwrap_or(usize::MAX),
+            );
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config.memory_init_cow(true);
+        // `SLUICE_WASM_PERFMAP=1` names JIT-compiled plugin functions for
+        // `perf` (/tmp/perf-PID.map), to profile guest code.
+        if std::env::var_os("SLUICE_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)
             .context("cannot create the wasmtime engine")?;
+        let mut linker: Linker<PluginState> = Linker::new(&engine);
+        add_imports(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot link the host imports")?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ticking = engine.clone();
         let stop_flag = stop.clone();
@@ -61,6 +96,7 @@ impl Runtime {
         }
         Ok(Self {
             engine,
+            linker: Arc::new(linker),
             cache_dir,
             _ticker: Arc::new(Ticker { stop }),
         })
@@ -69,6 +105,11 @@ impl Runtime {
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The linker every plugin is instantiated with.
+    pub(super) fn linker(&self) -> &Linker<PluginState> {
+        &self.linker
     }
 
     /// Epoch ticks that cover `bound`.

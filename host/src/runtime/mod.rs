@@ -6,17 +6,41 @@
 pub mod bindings;
 mod chain;
 mod engine;
+mod event;
 mod plugin;
 mod sink;
 
 pub use chain::{Chain, ChainOutput, Failure, Item, Link};
 pub use engine::{Runtime, default_cache_dir};
-pub use plugin::{CallError, Plugin, PluginId, TransformInstance, TransformPlugin, World};
-pub use sink::{SinkInstance, SinkPlugin};
+pub use event::{Edit, Event, Header, Origin, Outcome};
+pub use plugin::{
+    CallError, Plugin, PluginId, TransformInstance, TransformPlugin, TransformPre, World,
+};
+pub use sink::{SinkInstance, SinkPlugin, SinkPre};
 
 use std::path::PathBuf;
 
 use crate::config::{Diagnostics, LoadedConfig, StageConfig};
+
+/// The process's one plugin runtime, created on first use with this
+/// config's cache directory and the largest memory cap any of its stages
+/// grants. Every later caller in the process (validation, stages, the plugin
+/// store, replay, `sluice test`) shares it, so a `sluice run` compiles each
+/// component once and keeps one engine, one linker and one epoch ticker.
+pub fn for_config(loaded: &LoadedConfig) -> anyhow::Result<Runtime> {
+    static SHARED: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
+    if let Some(runtime) = SHARED.get() {
+        return Ok(runtime.clone());
+    }
+    let config = &loaded.config;
+    let cap = config
+        .stages
+        .iter()
+        .filter_map(|s| s.limits.map(|l| l.memory_mb))
+        .fold(config.plugins.limits.memory_mb, u64::max);
+    let runtime = Runtime::new(cache_dir(loaded), cap)?;
+    Ok(SHARED.get_or_init(|| runtime).clone())
+}
 
 /// The precompiled-component cache for this config: `[plugins] cache_dir`
 /// (relative to the file) or the per-user default.
@@ -56,7 +80,7 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
     }
     // The same cache as `sluice run`, which validates first: each component
     // is compiled once, not once here and again at start-up.
-    let runtime = match Runtime::new(cache_dir(loaded)) {
+    let runtime = match for_config(loaded) {
         Ok(runtime) => runtime,
         Err(e) => {
             problems.push(crate::config::Diagnostic::file_level(

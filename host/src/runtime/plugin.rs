@@ -11,10 +11,9 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::transform::sluice::plugin::{host, types};
-use super::bindings::transform::{Transform, TransformPre};
-use super::bindings::{Event, Level, Outcome};
+use super::bindings::{v1, v2};
 use super::engine::Runtime;
+use super::event::{Edit, Event, Header, Origin, Outcome};
 use crate::config::Limits;
 
 /// Who is calling: used in logs, metrics and dead-letter headers.
@@ -92,10 +91,12 @@ impl WasiView for PluginState {
     }
 }
 
-impl types::Host for PluginState {}
+impl v2::transform::sluice::plugin::types::Host for PluginState {}
+impl v1::transform::sluice::plugin::types::Host for PluginState {}
 
-impl host::Host for PluginState {
-    fn log(&mut self, level: Level, message: String) {
+impl PluginState {
+    fn log_line(&self, level: v2::transform::sluice::plugin::types::Level, message: &str) {
+        use v2::transform::sluice::plugin::types::Level;
         let id = &self.id;
         match level {
             Level::Trace => {
@@ -114,6 +115,31 @@ impl host::Host for PluginState {
                 tracing::error!(plugin = %id.name, version = %id.version, stage = %id.stage, "{message}")
             }
         }
+    }
+}
+
+impl v2::transform::sluice::plugin::host::Host for PluginState {
+    fn log(&mut self, level: v2::transform::sluice::plugin::types::Level, message: String) {
+        self.log_line(level, &message);
+    }
+
+    fn counter_add(&mut self, name: String, value: u64) {
+        crate::metrics::plugin_counter(&self.id.stage, &self.id.name, &name, value);
+    }
+}
+
+impl v1::transform::sluice::plugin::host::Host for PluginState {
+    fn log(&mut self, level: v1::transform::sluice::plugin::types::Level, message: String) {
+        use v1::transform::sluice::plugin::types::Level as Old;
+        use v2::transform::sluice::plugin::types::Level;
+        let level = match level {
+            Old::Trace => Level::Trace,
+            Old::Debug => Level::Debug,
+            Old::Info => Level::Info,
+            Old::Warn => Level::Warn,
+            Old::Error => Level::Error,
+        };
+        self.log_line(level, &message);
     }
 
     fn counter_add(&mut self, name: String, value: u64) {
@@ -212,15 +238,15 @@ impl fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// Compile `bytes` (or load them from the cache) and link them against WASI
-/// and the host imports `add_world` adds. Errors say whether the file is not
+/// Compile `bytes` (or load them from the cache) and pre-instantiate them
+/// with the runtime's one linker (WASI with an empty context plus every
+/// contract version's host imports). Errors say whether the file is not
 /// WebAssembly, not a component, or imports something the host does not
 /// grant.
 pub(super) fn link(
     runtime: &Runtime,
     name: &str,
     bytes: &[u8],
-    add_world: impl FnOnce(&mut Linker<PluginState>) -> wasmtime::Result<()>,
 ) -> anyhow::Result<wasmtime::component::InstancePre<PluginState>> {
     if !bytes.starts_with(b"\0asm") {
         anyhow::bail!("`{name}` is not a WebAssembly file (no \\0asm header)");
@@ -228,13 +254,19 @@ pub(super) fn link(
     let component = runtime
         .compile(bytes)
         .with_context(|| format!("`{name}` is not a valid WebAssembly component"))?;
-    let mut linker: Linker<PluginState> = Linker::new(runtime.engine());
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-    add_world(&mut linker)?;
-    linker
+    runtime
+        .linker()
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("`{name}` imports something the host does not grant"))
+}
+
+/// Add every import a plugin of any contract version may use to `linker`.
+pub(super) fn add_imports(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    v2::sink::Sink::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)?;
+    v1::sink::Sink::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)?;
+    Ok(())
 }
 
 /// The bytes of a component file.
@@ -243,20 +275,44 @@ pub(super) fn read_component(path: &std::path::Path) -> anyhow::Result<Vec<u8>> 
 }
 
 /// A world a component can be checked against: the pre-instantiated form
-/// bindgen generates for it (`TransformPre`, `SinkPre`).
+/// bindgen generates for it, in each contract version the host runs.
 pub trait World: Sized {
     /// Link and type-check `bytes` (named `name` in errors) against the world.
     fn prepare(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Self>;
+
+    /// The contract version the component exports (`0.2.0`, `0.1.0`).
+    fn contract(&self) -> &'static str;
 }
 
-impl World for TransformPre<PluginState> {
+/// A transform component, pre-instantiated, in the contract version it
+/// exports.
+#[derive(Clone)]
+pub enum TransformPre {
+    /// `sluice:plugin/transformer@0.2.0`.
+    V2(v2::transform::TransformPre<PluginState>),
+    /// `sluice:plugin/transformer@0.1.0`.
+    V1(v1::transform::TransformPre<PluginState>),
+}
+
+impl World for TransformPre {
     fn prepare(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Self> {
-        let instance_pre = link(runtime, name, bytes, |linker| {
-            Transform::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)
-        })?;
-        TransformPre::new(instance_pre).map_err(anyhow::Error::from).with_context(|| {
-            format!("`{name}` does not implement the `sluice:plugin/transform` world (expected export `sluice:plugin/transformer@0.1.0`)")
-        })
+        let instance_pre = link(runtime, name, bytes)?;
+        if let Ok(pre) = v2::transform::TransformPre::new(instance_pre.clone()) {
+            return Ok(TransformPre::V2(pre));
+        }
+        v1::transform::TransformPre::new(instance_pre)
+            .map(TransformPre::V1)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!("`{name}` does not implement the `sluice:plugin/transform` world (expected export `sluice:plugin/transformer@0.2.0`, or `@0.1.0`)")
+            })
+    }
+
+    fn contract(&self) -> &'static str {
+        match self {
+            TransformPre::V2(_) => "0.2.0",
+            TransformPre::V1(_) => "0.1.0",
+        }
     }
 }
 
@@ -271,7 +327,7 @@ pub struct Plugin<W> {
 }
 
 /// A transform plugin: a component of the `transform` world.
-pub type TransformPlugin = Plugin<TransformPre<PluginState>>;
+pub type TransformPlugin = Plugin<TransformPre>;
 
 impl<W: World> Plugin<W> {
     /// Compile (or load from cache) and type-check a component against the
@@ -301,6 +357,11 @@ impl<W: World> Plugin<W> {
         &self.sha256[..12]
     }
 
+    /// The contract version the component exports (`0.2.0`, `0.1.0`).
+    pub fn contract(&self) -> &'static str {
+        self.pre.contract()
+    }
+
     /// Who an instance in `stage` is, for logs, metrics and dead letters.
     pub(super) fn id(&self, stage: &str) -> Arc<PluginId> {
         Arc::new(PluginId {
@@ -323,39 +384,66 @@ impl TransformPlugin {
         let bound = Duration::from_millis(limits.timeout_ms);
         let ticks = Runtime::ticks_for(bound);
         store.epoch_deadline_trap();
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, &store, bound, limits.memory_mb))?;
+        let bindings = match &self.pre {
+            TransformPre::V2(pre) => pre.instantiate(&mut store).map(Bindings::V2),
+            TransformPre::V1(pre) => pre.instantiate(&mut store).map(Bindings::V1),
+        }
+        .map_err(|e| classify(e, &store, bound, limits.memory_mb))?;
         let mut instance = TransformInstance {
             store,
             bindings,
             ticks,
             bound,
             memory_mb: limits.memory_mb,
+            needs: Needs::empty(),
+            scratch: Scratch::default(),
         };
         instance.init(config)?;
         Ok(instance)
     }
 }
 
+pub(super) type Needs = v2::transform::sluice::plugin::types::Needs;
+
+enum Bindings {
+    V2(v2::transform::Transform),
+    V1(v1::transform::Transform),
+}
+
+/// Buffers reused from batch to batch to lay out a 0.2 batch.
+#[derive(Default)]
+pub(super) struct Scratch {
+    values: Vec<u8>,
+    value_lens: Vec<u32>,
+    keys: Vec<u8>,
+    key_lens: Vec<i32>,
+    timestamps: Vec<i64>,
+}
+
 /// A live instance of a transform plugin. Discard it after any error: a
 /// trapped instance cannot be entered again.
 pub struct TransformInstance {
     store: Store<PluginState>,
-    bindings: Transform,
+    bindings: Bindings,
     ticks: u64,
     bound: Duration,
     memory_mb: u64,
+    needs: Needs,
+    scratch: Scratch,
 }
 
 impl TransformInstance {
     fn init(&mut self, config: &str) -> Result<(), CallError> {
         self.store.set_epoch_deadline(self.ticks);
-        let result = self
-            .bindings
-            .sluice_plugin_transformer()
-            .call_init(&mut self.store, config);
+        let result = match &self.bindings {
+            Bindings::V2(b) => b
+                .sluice_plugin_transformer()
+                .call_init(&mut self.store, config)
+                .map(|r| r.map(|needs| self.needs = needs)),
+            Bindings::V1(b) => b
+                .sluice_plugin_transformer()
+                .call_init(&mut self.store, config),
+        };
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(CallError::Init(message)),
@@ -364,13 +452,284 @@ impl TransformInstance {
     }
 
     /// Run `process` on a batch under the time bound and memory cap. The
-    /// inner `Err` is the plugin's own batch-level error.
+    /// inner `Err` is the plugin's own batch-level error, or outcomes that
+    /// break the contract (not one per event).
     pub fn process(&mut self, batch: &[Event]) -> Result<Result<Vec<Outcome>, String>, CallError> {
         self.store.set_epoch_deadline(self.ticks);
-        self.bindings
-            .sluice_plugin_transformer()
-            .call_process(&mut self.store, batch)
-            .map_err(|e| classify(e, &self.store, self.bound, self.memory_mb))
+        match &self.bindings {
+            Bindings::V2(b) => {
+                let lowered = lower_v2(batch, self.needs, &mut self.scratch);
+                let result = b
+                    .sluice_plugin_transformer()
+                    .call_process(&mut self.store, &lowered);
+                reclaim(lowered, &mut self.scratch);
+                let result =
+                    result.map_err(|e| classify(e, &self.store, self.bound, self.memory_mb))?;
+                Ok(result.and_then(|outcomes| lift_v2(outcomes, batch.len())))
+            }
+            Bindings::V1(b) => {
+                let events: Vec<v1::transform::sluice::plugin::types::Event> =
+                    batch.iter().map(to_v1).collect();
+                let result = b
+                    .sluice_plugin_transformer()
+                    .call_process(&mut self.store, &events)
+                    .map_err(|e| classify(e, &self.store, self.bound, self.memory_mb))?;
+                Ok(result.and_then(|outcomes| {
+                    if outcomes.len() != batch.len() {
+                        return Err(format!(
+                            "plugin returned {} outcomes for {} events",
+                            outcomes.len(),
+                            batch.len()
+                        ));
+                    }
+                    Ok(outcomes.into_iter().map(from_v1_outcome).collect())
+                }))
+            }
+        }
+    }
+}
+
+type V2Batch = v2::transform::sluice::plugin::types::Batch;
+
+/// Lay a batch out as 0.2's flat buffers, reusing `scratch`'s allocations.
+pub(super) fn lower_v2(batch: &[Event], needs: Needs, scratch: &mut Scratch) -> V2Batch {
+    let mut values = std::mem::take(&mut scratch.values);
+    let mut value_lens = std::mem::take(&mut scratch.value_lens);
+    let mut keys = std::mem::take(&mut scratch.keys);
+    let mut key_lens = std::mem::take(&mut scratch.key_lens);
+    let mut timestamps = std::mem::take(&mut scratch.timestamps);
+    values.clear();
+    value_lens.clear();
+    keys.clear();
+    key_lens.clear();
+    timestamps.clear();
+    for event in batch {
+        values.extend_from_slice(&event.value);
+        value_lens.push(u32::try_from(event.value.len()).unwrap_or(u32::MAX));
+        match &event.key {
+            Some(key) => {
+                keys.extend_from_slice(key);
+                key_lens.push(i32::try_from(key.len()).unwrap_or(i32::MAX));
+            }
+            None => key_lens.push(-1),
+        }
+        timestamps.push(event.timestamp_ms.unwrap_or(-1));
+    }
+    let headers = if needs.contains(Needs::HEADERS) {
+        batch
+            .iter()
+            .map(|e| {
+                e.headers
+                    .iter()
+                    .map(|h| v2::transform::sluice::plugin::types::Header {
+                        key: h.key.clone(),
+                        value: h.value.clone(),
+                    })
+                    .collect()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let origins = if needs.contains(Needs::ORIGINS) {
+        batch
+            .iter()
+            .map(|e| match &e.origin {
+                Some(o) => v2::transform::sluice::plugin::types::Origin {
+                    topic: o.topic.clone(),
+                    partition: o.partition,
+                    offset: o.offset,
+                },
+                None => v2::transform::sluice::plugin::types::Origin {
+                    topic: String::new(),
+                    partition: -1,
+                    offset: -1,
+                },
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    V2Batch {
+        values,
+        value_lens,
+        keys,
+        key_lens,
+        timestamps,
+        headers,
+        origins,
+    }
+}
+
+pub(super) fn reclaim(batch: V2Batch, scratch: &mut Scratch) {
+    scratch.values = batch.values;
+    scratch.value_lens = batch.value_lens;
+    scratch.keys = batch.keys;
+    scratch.key_lens = batch.key_lens;
+    scratch.timestamps = batch.timestamps;
+}
+
+/// Turn 0.2's outcomes-by-index into one [`Outcome`] per event, checking
+/// that they fit the batch.
+fn lift_v2(
+    outcomes: v2::transform::sluice::plugin::types::Outcomes,
+    count: usize,
+) -> Result<Vec<Outcome>, String> {
+    use v2::transform::sluice::plugin::types as t;
+    if outcomes.codes.len() != count {
+        return Err(format!(
+            "plugin returned {} outcomes for {} events",
+            outcomes.codes.len(),
+            count
+        ));
+    }
+    let mut edits: Vec<Vec<Edit>> = Vec::new();
+    if !outcomes.edits.is_empty() {
+        edits.resize_with(count, Vec::new);
+        for e in outcomes.edits {
+            let slot = edits
+                .get_mut(e.index as usize)
+                .ok_or_else(|| format!("plugin edited event {} of {count}", e.index))?;
+            slot.push(match e.edit {
+                t::Edit::SetTopic(topic) => Edit::SetTopic(topic),
+                t::Edit::SetHeader(h) => Edit::SetHeader(Header {
+                    key: h.key,
+                    value: h.value,
+                }),
+                t::Edit::RemoveHeader(key) => Edit::RemoveHeader(key),
+            });
+        }
+    }
+    let mut failures: Vec<Option<String>> = Vec::new();
+    if !outcomes.failures.is_empty() {
+        failures.resize(count, None);
+        for f in outcomes.failures {
+            let slot = failures
+                .get_mut(f.index as usize)
+                .ok_or_else(|| format!("plugin failed event {} of {count}", f.index))?;
+            *slot = Some(f.reason);
+        }
+    }
+    let mut fan_outs: Vec<Option<Vec<t::NewEvent>>> = Vec::new();
+    if !outcomes.fan_outs.is_empty() {
+        fan_outs.resize_with(count, || None);
+        for f in outcomes.fan_outs {
+            let slot = fan_outs
+                .get_mut(f.index as usize)
+                .ok_or_else(|| format!("plugin fanned out event {} of {count}", f.index))?;
+            *slot = Some(f.events);
+        }
+    }
+    let mut values = outcomes.value_lens.iter().scan(0usize, |at, &len| {
+        let start = *at;
+        *at += len as usize;
+        Some((start, *at))
+    });
+    let mut out = Vec::with_capacity(count);
+    for (i, code) in outcomes.codes.iter().enumerate() {
+        let edits = edits.get_mut(i).map(std::mem::take).unwrap_or_default();
+        out.push(match code {
+            0 => Outcome::Keep(edits),
+            1 => Outcome::Drop,
+            2 => {
+                let (start, end) = values
+                    .next()
+                    .ok_or_else(|| format!("event {i} is marked modified but has no value"))?;
+                let value = outcomes
+                    .values
+                    .get(start..end)
+                    .ok_or_else(|| format!("modified values overrun their buffer at event {i}"))?;
+                Outcome::Modify(value.to_vec(), edits)
+            }
+            3 => Outcome::Fail(
+                failures
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .unwrap_or_else(|| "plugin failed the event without a reason".to_string()),
+            ),
+            4 => Outcome::FanOut(
+                fan_outs
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| Event {
+                        key: e.key,
+                        value: e.value,
+                        headers: e
+                            .headers
+                            .into_iter()
+                            .map(|h| Header {
+                                key: h.key,
+                                value: h.value,
+                            })
+                            .collect(),
+                        timestamp_ms: e.timestamp_ms,
+                        origin: None,
+                        topic: e.topic,
+                    })
+                    .collect(),
+            ),
+            other => Outcome::Fail(format!("plugin returned unknown outcome code {other}")),
+        });
+    }
+    Ok(out)
+}
+
+/// A host event as contract 0.1 lowers it.
+pub(super) fn to_v1(event: &Event) -> v1::transform::sluice::plugin::types::Event {
+    use v1::transform::sluice::plugin::types as t;
+    t::Event {
+        key: event.key.clone(),
+        value: event.value.clone(),
+        headers: event
+            .headers
+            .iter()
+            .map(|h| t::Header {
+                key: h.key.clone(),
+                value: h.value.clone(),
+            })
+            .collect(),
+        timestamp_ms: event.timestamp_ms,
+        origin: event.origin.as_ref().map(|o| t::Origin {
+            topic: o.topic.clone(),
+            partition: o.partition,
+            offset: o.offset,
+        }),
+        topic: event.topic.clone(),
+    }
+}
+
+fn from_v1(event: v1::transform::sluice::plugin::types::Event) -> Event {
+    Event {
+        key: event.key,
+        value: event.value,
+        headers: event
+            .headers
+            .into_iter()
+            .map(|h| Header {
+                key: h.key,
+                value: h.value,
+            })
+            .collect(),
+        timestamp_ms: event.timestamp_ms,
+        origin: event.origin.map(|o| Origin {
+            topic: o.topic,
+            partition: o.partition,
+            offset: o.offset,
+        }),
+        topic: event.topic,
+    }
+}
+
+fn from_v1_outcome(outcome: v1::transform::sluice::plugin::types::Outcome) -> Outcome {
+    use v1::transform::sluice::plugin::types::Outcome as Old;
+    match outcome {
+        Old::Keep => Outcome::Keep(Vec::new()),
+        Old::Modify(event) => Outcome::Replace(from_v1(event)),
+        Old::Drop => Outcome::Drop,
+        Old::Fail(reason) => Outcome::Fail(reason),
+        Old::FanOut(events) => Outcome::FanOut(events.into_iter().map(from_v1).collect()),
     }
 }
 

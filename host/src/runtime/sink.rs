@@ -7,14 +7,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wasmtime::component::HasSelf;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::Event;
-use super::bindings::sink::sluice::plugin::{files, sql};
-use super::bindings::sink::{Sink, SinkPre};
+use super::bindings::v2::sink::sluice::plugin::{files, sql};
+use super::bindings::{v1, v2};
 use super::engine::Runtime;
-use super::plugin::{CallError, Plugin, PluginState, World, classify, link, new_store};
+use super::event::Event;
+use super::plugin::{
+    CallError, Needs, Plugin, PluginState, Scratch, World, classify, link, lower_v2, new_store,
+    reclaim, to_v1,
+};
 use crate::config::Limits;
 use crate::sink::Session;
 
@@ -66,19 +68,118 @@ impl files::Host for PluginState {
     }
 }
 
-impl World for SinkPre<PluginState> {
+/// Contract 0.1's `sql` and `files` imports: the same calls, converted.
+mod v1_imports {
+    use super::super::bindings::v1::sink::sluice::plugin::{files as old_files, sql as old};
+    use super::{PluginState, files, sql};
+
+    fn value(v: old::SqlValue) -> sql::SqlValue {
+        match v {
+            old::SqlValue::Null => sql::SqlValue::Null,
+            old::SqlValue::Boolean(b) => sql::SqlValue::Boolean(b),
+            old::SqlValue::Int(i) => sql::SqlValue::Int(i),
+            old::SqlValue::Float(f) => sql::SqlValue::Float(f),
+            old::SqlValue::Text(t) => sql::SqlValue::Text(t),
+            old::SqlValue::Bytes(b) => sql::SqlValue::Bytes(b),
+            old::SqlValue::Json(j) => sql::SqlValue::Json(j),
+            old::SqlValue::TimestampMs(t) => sql::SqlValue::TimestampMs(t),
+        }
+    }
+
+    fn kind(k: old::SqlType) -> sql::SqlType {
+        match k {
+            old::SqlType::Boolean => sql::SqlType::Boolean,
+            old::SqlType::Int => sql::SqlType::Int,
+            old::SqlType::Float => sql::SqlType::Float,
+            old::SqlType::Text => sql::SqlType::Text,
+            old::SqlType::Bytes => sql::SqlType::Bytes,
+            old::SqlType::Json => sql::SqlType::Json,
+            old::SqlType::Timestamp => sql::SqlType::Timestamp,
+        }
+    }
+
+    impl old::Host for PluginState {
+        fn write(&mut self, r: old::TableWrite) -> Result<u64, String> {
+            sql::Host::write(
+                self,
+                sql::TableWrite {
+                    connection: r.connection,
+                    table: r.table,
+                    columns: r.columns,
+                    key_columns: r.key_columns,
+                    rows: r
+                        .rows
+                        .into_iter()
+                        .map(|row| row.into_iter().map(value).collect())
+                        .collect(),
+                },
+            )
+        }
+
+        fn create_table(
+            &mut self,
+            connection: String,
+            table: String,
+            columns: Vec<old::ColumnDef>,
+            key_columns: Vec<String>,
+        ) -> Result<(), String> {
+            let columns = columns
+                .into_iter()
+                .map(|c| sql::ColumnDef {
+                    name: c.name,
+                    kind: kind(c.kind),
+                    nullable: c.nullable,
+                })
+                .collect();
+            sql::Host::create_table(self, connection, table, columns, key_columns)
+        }
+    }
+
+    impl old_files::Host for PluginState {
+        fn append(&mut self, path: String, data: Vec<u8>) -> Result<(), String> {
+            files::Host::append(self, path, data)
+        }
+
+        fn size(&mut self, path: String) -> Result<Option<u64>, String> {
+            files::Host::size(self, path)
+        }
+
+        fn rename(&mut self, old_path: String, new_path: String) -> Result<(), String> {
+            files::Host::rename(self, old_path, new_path)
+        }
+    }
+}
+
+/// A sink component, pre-instantiated, in the contract version it exports.
+#[derive(Clone)]
+pub enum SinkPre {
+    /// `sluice:plugin/sinker@0.2.0`.
+    V2(v2::sink::SinkPre<PluginState>),
+    /// `sluice:plugin/sinker@0.1.0`.
+    V1(v1::sink::SinkPre<PluginState>),
+}
+
+impl World for SinkPre {
     fn prepare(runtime: &Runtime, name: &str, bytes: &[u8]) -> anyhow::Result<Self> {
-        let instance_pre = link(runtime, name, bytes, |linker| {
-            Sink::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)
-        })?;
-        SinkPre::new(instance_pre).map_err(anyhow::Error::from).with_context(|| {
-            format!("`{name}` does not implement the `sluice:plugin/sink` world (expected export `sluice:plugin/sinker@0.1.0`)")
+        let instance_pre = link(runtime, name, bytes)?;
+        if let Ok(pre) = v2::sink::SinkPre::new(instance_pre.clone()) {
+            return Ok(SinkPre::V2(pre));
+        }
+        v1::sink::SinkPre::new(instance_pre).map(SinkPre::V1).map_err(anyhow::Error::from).with_context(|| {
+            format!("`{name}` does not implement the `sluice:plugin/sink` world (expected export `sluice:plugin/sinker@0.2.0`, or `@0.1.0`)")
         })
+    }
+
+    fn contract(&self) -> &'static str {
+        match self {
+            SinkPre::V2(_) => "0.2.0",
+            SinkPre::V1(_) => "0.1.0",
+        }
     }
 }
 
 /// A sink plugin: a component of the `sink` world.
-pub type SinkPlugin = Plugin<SinkPre<PluginState>>;
+pub type SinkPlugin = Plugin<SinkPre>;
 
 impl SinkPlugin {
     /// A fresh instance writing through `session`, with `config` passed to
@@ -102,22 +203,30 @@ impl SinkPlugin {
             }
         });
         let bound = Duration::from_millis(limits.timeout_ms);
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| classify(e, &store, bound, limits.memory_mb))?;
+        let bindings = match &self.pre {
+            SinkPre::V2(pre) => pre.instantiate(&mut store).map(SinkBindings::V2),
+            SinkPre::V1(pre) => pre.instantiate(&mut store).map(SinkBindings::V1),
+        }
+        .map_err(|e| classify(e, &store, bound, limits.memory_mb))?;
         let mut instance = SinkInstance {
             store,
             bindings,
             ticks: Runtime::ticks_for(bound),
             bound,
             memory_mb: limits.memory_mb,
+            needs: Needs::empty(),
+            scratch: Scratch::default(),
         };
         instance.arm();
-        let result = instance
-            .bindings
-            .sluice_plugin_sinker()
-            .call_init(&mut instance.store, config);
+        let result = match &instance.bindings {
+            SinkBindings::V2(b) => b
+                .sluice_plugin_sinker()
+                .call_init(&mut instance.store, config)
+                .map(|r| r.map(|needs| instance.needs = needs)),
+            SinkBindings::V1(b) => b
+                .sluice_plugin_sinker()
+                .call_init(&mut instance.store, config),
+        };
         match result {
             Ok(Ok(())) => {}
             Ok(Err(message)) => return Err(CallError::Init(message)),
@@ -134,10 +243,17 @@ impl SinkPlugin {
 /// A live sink instance. Discard it after a trap.
 pub struct SinkInstance {
     store: Store<PluginState>,
-    bindings: Sink,
+    bindings: SinkBindings,
     ticks: u64,
     bound: Duration,
     memory_mb: u64,
+    needs: Needs,
+    scratch: Scratch,
+}
+
+enum SinkBindings {
+    V2(v2::sink::Sink),
+    V1(v1::sink::Sink),
 }
 
 impl SinkInstance {
@@ -155,10 +271,21 @@ impl SinkInstance {
     /// the batch with [`SinkInstance::session`]`.finish(..)`.
     pub fn write(&mut self, batch: &[Event]) -> Result<Result<(), String>, CallError> {
         self.arm();
-        let result = self
-            .bindings
-            .sluice_plugin_sinker()
-            .call_write(&mut self.store, batch);
+        let result = match &self.bindings {
+            SinkBindings::V2(b) => {
+                let lowered = lower_v2(batch, self.needs, &mut self.scratch);
+                let result = b
+                    .sluice_plugin_sinker()
+                    .call_write(&mut self.store, &lowered);
+                reclaim(lowered, &mut self.scratch);
+                result
+            }
+            SinkBindings::V1(b) => {
+                let events: Vec<_> = batch.iter().map(to_v1).collect();
+                b.sluice_plugin_sinker()
+                    .call_write(&mut self.store, &events)
+            }
+        };
         result.map_err(|e| self.classify(e))
     }
 

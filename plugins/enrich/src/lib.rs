@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
+use sluice_sdk::json::{self, EditError, Edits};
 use sluice_sdk::{Config, Event, FieldPath, Outcome, Transform};
 
 /// Top-level string fields of the telemetry schema that enrich may overwrite;
@@ -136,6 +137,16 @@ pub struct Enrich {
     lookups: Vec<Lookup>,
     ingest_time_to: Option<FieldPath>,
     user_agent: Option<(FieldPath, FieldPath)>,
+    /// No step reads or writes what an earlier step wrote, so every step
+    /// can read the input bytes and edit them in place ([`Enrich::edit`]).
+    independent: bool,
+}
+
+/// Whether one path is the other or lies inside it.
+fn overlap(a: &FieldPath, b: &FieldPath) -> bool {
+    let (a, b) = (a.segments(), b.segments());
+    let n = a.len().min(b.len());
+    a[..n] == b[..n]
 }
 
 /// Validates an output path: `attributes.KEY` or a top-level string field.
@@ -201,11 +212,85 @@ impl Enrich {
                     .to_string(),
             ));
         }
-        Ok(Enrich {
+        let mut enrich = Enrich {
             lookups,
             ingest_time_to,
             user_agent,
+            independent: false,
+        };
+        enrich.independent = enrich.steps_are_independent();
+        Ok(enrich)
+    }
+
+    /// True when no step reads or writes a path an earlier step writes.
+    fn steps_are_independent(&self) -> bool {
+        let mut steps: Vec<(Option<&FieldPath>, &FieldPath)> = Vec::new();
+        if let Some(to) = &self.ingest_time_to {
+            steps.push((None, to));
+        }
+        if let Some((from, to)) = &self.user_agent {
+            steps.push((Some(from), to));
+        }
+        steps.extend(self.lookups.iter().map(|l| (Some(&l.from), &l.to)));
+        steps.iter().enumerate().all(|(i, (reads, writes))| {
+            steps[..i].iter().all(|(_, earlier)| {
+                !overlap(earlier, writes) && !reads.is_some_and(|r| overlap(earlier, r))
+            })
         })
+    }
+
+    /// The enriched value, edited on the raw bytes: `Ok(None)` when nothing
+    /// changes, `Err(None)` when only the tree path ([`Enrich::enrich`]) can
+    /// say what happens (a value on the way is not an object), `Err(Some)`
+    /// when the value is not valid JSON.
+    fn edit(
+        &self,
+        value: &[u8],
+        timestamp_ms: Option<i64>,
+    ) -> Result<Option<Vec<u8>>, Option<String>> {
+        let invalid =
+            |e: json::ScanError| Some(format!("enrich: event value is not valid JSON: {e}"));
+        let mut edits = Edits::new(value);
+        let write = |edits: &mut Edits<'_>, path: &FieldPath, text: &str| {
+            let existing = json::find(value, path).map_err(invalid)?;
+            if existing.as_ref().and_then(|f| f.as_str()).as_deref() == Some(text) {
+                return Ok(());
+            }
+            match edits.set(path, json::string(text)) {
+                Ok(()) => Ok(()),
+                Err(EditError::Scan(e)) => Err(invalid(e)),
+                // Not writable, or two steps creating one missing object:
+                // the tree path says what happens.
+                Err(_) => Err(None),
+            }
+        };
+        if let (Some(to), Some(timestamp)) = (&self.ingest_time_to, timestamp_ms) {
+            write(&mut edits, to, &timestamp.to_string())?;
+        }
+        if let Some((from, to)) = &self.user_agent
+            && let Some(agent) = json::find(value, from).map_err(invalid)?
+            && let Some(agent) = agent.as_str()
+        {
+            write(&mut edits, to, ua_family(&agent))?;
+        }
+        for lookup in &self.lookups {
+            let found = json::find(value, &lookup.from).map_err(invalid)?;
+            let key = match &found {
+                Some(f) if f.is_string() => f.as_str(),
+                Some(f) => f
+                    .to_value()
+                    .ok()
+                    .and_then(|v| key_of(Some(&v)).map(|k| k.into_owned().into())),
+                None => None,
+            };
+            let result = key
+                .and_then(|key| lookup.table.get(key.as_ref()))
+                .or(lookup.default.as_ref());
+            if let Some(result) = result {
+                write(&mut edits, &lookup.to, result)?;
+            }
+        }
+        Ok(edits.finish())
     }
 
     /// Applies every step to `value`; `timestamp_ms` is the Kafka record
@@ -246,7 +331,17 @@ impl Transform for Enrich {
         Enrich::from_config(config.value())
     }
 
-    fn process(&mut self, event: &Event) -> Outcome {
+    fn process(&mut self, event: &Event<'_>) -> Outcome {
+        // Fast path: edit the bytes in place when every step reads the
+        // input (the common case); the tree below gives the same result.
+        if self.independent && event.value.first() == Some(&b'{') {
+            match self.edit(event.value, event.timestamp_ms) {
+                Ok(Some(value)) => return Outcome::modify(event.with_value(value)),
+                Ok(None) => return Outcome::keep(),
+                Err(Some(reason)) => return Outcome::fail(reason),
+                Err(None) => {}
+            }
+        }
         let mut value = match event.value_json() {
             Ok(value) => value,
             Err(err) => {
@@ -422,12 +517,12 @@ mod tests {
         let config = r#"{"ingest_time_to":"attributes.ingested_at","user_agent_from":"attributes.user_agent","user_agent_to":"attributes.ua_family","lookups":[{"from":"source","to":"attributes.team","table":{"web":"growth"}}]}"#;
         let mut event = Event::new(EVENT);
         event.timestamp_ms = Some(1_764_400_000_999);
-        event.key = Some(b"user-7".to_vec());
+        event.key = Some(b"user-7");
         let bad_attributes = Event::new(r#"{"source":"web","attributes":"oops"}"#);
         let outcomes = sluice_sdk::testing::run::<Enrich>(
             config,
             vec![
-                event.clone(),
+                event,
                 Event::new(r#"{"source":"batch","attributes":{}}"#),
                 bad_attributes,
                 Event::new("x"),
@@ -435,9 +530,11 @@ mod tests {
         )
         .unwrap();
         let modified = outcomes[0].modified().unwrap();
-        assert_eq!(modified.key, event.key);
-        assert_eq!(modified.timestamp_ms, event.timestamp_ms);
-        let value = modified.value_json().unwrap();
+        assert!(
+            modified.edits.is_empty(),
+            "key and timestamp stay the host's"
+        );
+        let value: Value = serde_json::from_slice(modified.value.as_deref().unwrap()).unwrap();
         assert_eq!(value["attributes"]["ingested_at"], "1764400000999");
         assert_eq!(value["attributes"]["ua_family"], "Firefox");
         assert_eq!(value["attributes"]["team"], "growth");
@@ -493,5 +590,65 @@ mod tests {
             )
         );
         assert!(err(json!({"lookup": []})).contains("unknown field `lookup`"));
+    }
+
+    /// The in-place edit agrees with the tree path on every event shape the
+    /// tests use, including escapes, missing objects and number keys.
+    #[test]
+    fn edits_on_bytes_equal_the_tree_path() {
+        let configs = [
+            json!({"lookups":[{"from":"source","to":"attributes.team","table":{"web":"growth","7":"seven","true":"yes"},"default":"unknown"}],"user_agent_from":"attributes.user_agent","user_agent_to":"attributes.ua_family","ingest_time_to":"attributes.ingested_at"}),
+            json!({"lookups":[{"from":"attributes.code","to":"type","table":{"7":"seven"}}]}),
+        ];
+        let events = [
+            EVENT,
+            r#"{"source":"web"}"#,
+            r#"{"source":7,"attributes":{"code":7}}"#,
+            r#"{"source":true,"attributes":{"user_agent":"curl/8","team":"unknown"}}"#,
+            r#"{"source":"w\u0065b","attributes":{"user_agent":"Edg/1 \"x\""}}"#,
+            r#"{"attributes":{},"type":"seven"}"#,
+            r#"{"attributes":"oops","source":"web"}"#,
+            r#" { "source" : "web" , "attributes" : { } } "#,
+        ];
+        for config in &configs {
+            let plugin = enrich(config.clone());
+            assert!(plugin.independent);
+            for event in events {
+                let mut tree: Value = serde_json::from_str(event).unwrap();
+                let expected = plugin.enrich(&mut tree, Some(5));
+                let fast = plugin.edit(event.as_bytes(), Some(5));
+                match (expected, fast) {
+                    (Ok(true), Ok(Some(bytes))) => {
+                        let out: Value = serde_json::from_slice(&bytes).unwrap();
+                        assert_eq!(out, tree, "{config} {event}");
+                    }
+                    (Ok(false), Ok(None)) => {}
+                    (_, Err(None)) => {}
+                    (expected, fast) => panic!("{config} {event}: {expected:?} vs {fast:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dependent_steps_use_the_tree() {
+        let plugin = enrich(json!({"lookups":[
+            {"from":"source","to":"attributes.team","table":{"web":"growth"}},
+            {"from":"attributes.team","to":"type","table":{"growth":"g"}}
+        ]}));
+        assert!(!plugin.independent);
+        let outcomes = sluice_sdk::testing::run::<Enrich>(
+            &json!({"lookups":[
+                {"from":"source","to":"attributes.team","table":{"web":"growth"}},
+                {"from":"attributes.team","to":"type","table":{"growth":"g"}}
+            ]})
+            .to_string(),
+            vec![Event::new(r#"{"source":"web","attributes":{}}"#)],
+        )
+        .unwrap();
+        let value: Value =
+            serde_json::from_slice(outcomes[0].modified().unwrap().value.as_deref().unwrap())
+                .unwrap();
+        assert_eq!(value["type"], "g");
     }
 }

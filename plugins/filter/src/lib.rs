@@ -215,8 +215,8 @@ impl Transform for Filter {
         Filter::from_config(config.value())
     }
 
-    fn process(&mut self, event: &Event) -> Outcome {
-        match self.decide(&event.value) {
+    fn process(&mut self, event: &Event<'_>) -> Outcome {
+        match self.decide(event.value) {
             Ok(Decision::Keep) => Outcome::keep(),
             Ok(Decision::Drop) => Outcome::drop(),
             Err(reason) => Outcome::fail(reason),
@@ -488,7 +488,7 @@ mod tests {
             r#"{"mode":"keep","rules":[{"field":"severity","op":"equals","value":"INFO"}]}"#,
             vec![
                 Event::new(EVENT),
-                Event::new(EVENT.replace("INFO", "DEBUG")),
+                Event::new(&EVENT.replace("INFO", "DEBUG")),
                 Event::new("not json"),
             ],
         )

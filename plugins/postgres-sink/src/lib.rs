@@ -67,7 +67,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_sdk::sql::{self, ColumnDef, SqlType, SqlValue, TableWrite};
-use sluice_sdk::{Config, Event, FieldPath, Selector, Sink};
+use sluice_sdk::{Config, Event, FieldPath, Needs, Selector, Sink};
 
 /// Longest PostgreSQL identifier (`NAMEDATALEN - 1`); longer ones would be
 /// truncated silently by the server.
@@ -349,8 +349,8 @@ impl PostgresSink {
     }
 
     /// Converts one event into a row: one value per column, in order.
-    pub fn row(&self, index: usize, event: &Event) -> Result<Vec<SqlValue>, String> {
-        let describe = || match &event.origin {
+    pub fn row(&self, index: usize, event: &Event<'_>) -> Result<Vec<SqlValue>, String> {
+        let describe = || match event.origin {
             Some(origin) => format!(
                 "postgres-sink: event {index} (partition {}, offset {})",
                 origin.partition, origin.offset
@@ -359,7 +359,7 @@ impl PostgresSink {
         };
         let selected = self
             .selector
-            .select(&event.value)
+            .select(event.value)
             .map_err(|err| format!("{}: value is not valid JSON: {err}", describe()))?;
         let mut row = Vec::with_capacity(self.columns.len());
         for column in &self.columns {
@@ -383,16 +383,16 @@ impl PostgresSink {
     fn column_value(
         &self,
         column: &Column,
-        event: &Event,
+        event: &Event<'_>,
         selected: &[Option<Value>],
     ) -> Result<SqlValue, String> {
-        let origin = event.origin.as_ref();
+        let origin = event.origin;
         let value: Option<Cow<Value>> = match column.source {
             Source::Path(slot) => selected[slot].as_ref().map(Cow::Borrowed),
             Source::Key => match (&event.key, column.kind) {
-                (Some(key), SqlType::Bytes) => return Ok(SqlValue::Bytes(key.clone())),
+                (Some(key), SqlType::Bytes) => return Ok(SqlValue::Bytes(key.to_vec())),
                 (Some(key), _) => Some(Cow::Owned(Value::String(
-                    String::from_utf8(key.clone())
+                    String::from_utf8(key.to_vec())
                         .map_err(|_| "the record key is not valid UTF-8".to_string())?,
                 ))),
                 (None, _) => None,
@@ -425,7 +425,7 @@ impl PostgresSink {
     /// Converts a whole batch into rows, collapsing rows with equal keys into
     /// the last one (at the position of the first). Returns the rows and how
     /// many events were collapsed.
-    pub fn rows(&self, batch: &[Event]) -> Result<(Vec<Vec<SqlValue>>, u64), String> {
+    pub fn rows(&self, batch: &[Event<'_>]) -> Result<(Vec<Vec<SqlValue>>, u64), String> {
         let mut rows: Vec<Vec<SqlValue>> = Vec::with_capacity(batch.len());
         let mut positions: HashMap<String, usize> = HashMap::with_capacity(batch.len());
         let mut collapsed = 0;
@@ -602,11 +602,17 @@ impl Sink for PostgresSink {
         PostgresSink::from_config(config.value())
     }
 
-    fn write(&mut self, batch: Vec<Event>) -> Result<(), String> {
+    fn needs(&self) -> Needs {
+        // Error messages name each event's partition and offset, and
+        // `$topic`, `$partition` and `$offset` columns read them.
+        Needs::ORIGINS
+    }
+
+    fn write(&mut self, batch: &[Event<'_>]) -> Result<(), String> {
         if batch.is_empty() {
             return Ok(());
         }
-        let (rows, collapsed) = self.rows(&batch)?;
+        let (rows, collapsed) = self.rows(batch)?;
         if self.create_table && !self.table_ready {
             sql::create_table(
                 &self.connection,

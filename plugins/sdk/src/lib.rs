@@ -4,30 +4,35 @@
 //! component built for `wasm32-wasip2` that exports one world of
 //! `wit/sluice.wit`:
 //!
-//! * a **transform** (`sluice:plugin/transformer@0.1.0`, world `transform`):
+//! * a **transform** (`sluice:plugin/transformer@0.2.0`, world `transform`):
 //!   implement [`Transform`] and use [`export_transform!`];
-//! * a **sink** (`sluice:plugin/sinker@0.1.0`, world `sink`): implement
+//! * a **sink** (`sluice:plugin/sinker@0.2.0`, world `sink`): implement
 //!   [`Sink`], use [`export_sink!`], and write through [`sql`] and [`files`]
 //!   (see [Sinks](#sinks) below).
 //!
 //! This crate hides the generated bindings behind those small traits.
 //!
-//! The host hands a plugin batches of [`Event`]s whose value is UTF-8 JSON and
-//! expects exactly one [`Outcome`] per event, in input order. The SDK creates
-//! one plugin instance with [`Transform::init`] and calls
-//! [`Transform::process`] for every event.
+//! The host hands a plugin batches of events whose value is UTF-8 JSON and
+//! expects exactly one [`Outcome`] per event, in input order. A batch arrives
+//! as a few flat buffers; the SDK gives your code [`Event`] views that borrow
+//! from them (nothing is copied per event), creates one plugin instance with
+//! [`Transform::init`] and calls [`Transform::process`] for every event.
 //!
 //! Parsing JSON is the cost that matters in a chain of plugins, so read only
 //! what you need:
 //!
+//! * [`json::find`] and [`json::Edits`] look up and change fields on the raw
+//!   bytes: no tree, and everything you did not touch is copied verbatim.
 //! * [`Event::json`] deserializes into your own (borrowed, partial) serde type;
 //!   serde skips the fields the type does not name.
 //! * [`Event::select`] extracts only the values at a few dotted paths chosen
 //!   at run time (see [`Selector`]).
 //! * Return [`Outcome::keep`] when the event does not change: the host reuses
-//!   its own copy and nothing is re-serialized.
-//! * For changes, a [`serde_json::Value`] round trip ([`Event::value_json`],
-//!   [`set_path`], [`Event::with_value_json`]) is fine.
+//!   its own copy and nothing crosses back. [`Outcome::route`] (a topic) and
+//!   header edits ([`Change::with_header`]) leave the value alone too, so the
+//!   host does not re-encode it.
+//! * A [`serde_json::Value`] round trip ([`Event::value_json`], [`set_path`],
+//!   [`Event::with_value_json`]) is the simple way to make a big change.
 //!
 //! ## Example
 //!
@@ -67,7 +72,7 @@
 //!         Ok(Alert { flag_path: format!("attributes.{}", settings.flag) })
 //!     }
 //!
-//!     fn process(&mut self, event: &Event) -> Outcome {
+//!     fn process(&mut self, event: &Event<'_>) -> Outcome {
 //!         let head: Head = match event.json() {
 //!             Ok(head) => head,
 //!             Err(err) => return Outcome::fail(format!("bad event: {err}")),
@@ -101,8 +106,8 @@
 //! ];
 //! let outcomes = sluice_sdk::testing::run::<Alert>("{}", events).unwrap();
 //! assert_eq!(
-//!     outcomes[0],
-//!     Outcome::modify(Event::new(r#"{"attributes":{"alert":"true"},"severity":"ERROR"}"#))
+//!     outcomes[0].modified_value(),
+//!     Some(r#"{"attributes":{"alert":"true"},"severity":"ERROR"}"#)
 //! );
 //! assert_eq!(outcomes[1], Outcome::drop());
 //! assert_eq!(outcomes[2], Outcome::keep());
@@ -152,7 +157,7 @@
 //!         Ok(Archive { connection: settings.connection })
 //!     }
 //!
-//!     fn write(&mut self, batch: Vec<Event>) -> Result<(), String> {
+//!     fn write(&mut self, batch: &[Event<'_>]) -> Result<(), String> {
 //!         let mut rows = Vec::with_capacity(batch.len());
 //!         for (index, event) in batch.iter().enumerate() {
 //!             let head: Head = event
@@ -215,6 +220,7 @@ extern crate self as sluice_sdk;
 mod config;
 mod event;
 pub mod files;
+pub mod json;
 pub mod log;
 mod outcome;
 mod path;
@@ -222,8 +228,12 @@ mod select;
 mod sink;
 pub mod sql;
 pub mod testing;
+#[doc(hidden)]
+pub mod wire;
 
 pub use config::Config;
+pub use event::{Change, Event};
+pub use outcome::Outcome;
 pub use path::{FieldPath, PathError, get_path, get_path_mut, remove_path, set_path};
 pub use select::{Selected, Selector};
 /// Re-export of `serde_json`, the JSON library the SDK's helpers speak.
@@ -234,8 +244,9 @@ pub use sink::Sink;
 
 /// The raw bindings generated from `wit/sluice.wit` (world `transform`).
 ///
-/// Plugins normally use the friendly re-exports ([`Event`], [`Outcome`],
-/// [`Header`], [`Origin`], [`Level`]) and [`export_transform!`] instead.
+/// Plugins normally use the friendly types ([`Event`], [`Outcome`],
+/// [`Change`], [`NewEvent`], [`Header`], [`Origin`], [`Level`]) and
+/// [`export_transform!`] instead.
 #[doc(hidden)]
 pub mod bindings {
     // Only the `transform` world is generated here; the `sink` world has its
@@ -245,7 +256,7 @@ pub mod bindings {
     // `sinker` (and vice versa); unused imports are dropped by wit-component.
     wit_bindgen::generate!({
         // The contract, shared with the host: `wit/` at the repository root.
-        path: "../../wit",
+        path: "../../wit/sluice.wit",
         world: "transform",
         pub_export_macro: true,
         export_macro_name: "export_transform_world",
@@ -263,11 +274,11 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod sink_bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/sluice.wit",
         world: "sink",
         with: {
-            "sluice:plugin/types@0.1.0": ::sluice_sdk::bindings::sluice::plugin::types,
-            "sluice:plugin/host@0.1.0": ::sluice_sdk::bindings::sluice::plugin::host,
+            "sluice:plugin/types@0.2.0": ::sluice_sdk::bindings::sluice::plugin::types,
+            "sluice:plugin/host@0.2.0": ::sluice_sdk::bindings::sluice::plugin::host,
         },
         pub_export_macro: true,
         export_macro_name: "export_sink_world",
@@ -277,19 +288,18 @@ pub mod sink_bindings {
     });
 }
 
-/// One event as a plugin sees it: Kafka key, JSON value, headers, timestamp,
-/// origin and an optional destination-topic override.
-///
-/// Generated from the WIT record `sluice:plugin/types.event`; see the
-/// inherent methods in this crate for JSON helpers.
-pub type Event = bindings::sluice::plugin::types::Event;
+/// An event a plugin creates ([`Outcome::fan_out`]): key, value, headers,
+/// timestamp and topic override, owned. [`Event::to_new_event`] copies an
+/// input event's.
+pub type NewEvent = bindings::sluice::plugin::types::NewEvent;
 
-/// What a transform decided for one input event: `Keep`, `Modify(event)`,
-/// `Drop`, `Fail(reason)` or `FanOut(events)`.
-///
-/// Prefer the constructors [`Outcome::keep`], [`Outcome::modify`],
-/// [`Outcome::drop`], [`Outcome::fail`] and [`Outcome::fan_out`].
-pub type Outcome = bindings::sluice::plugin::types::Outcome;
+/// A metadata edit ([`Change::with_topic`], [`Change::with_header`],
+/// [`Change::without_header`]).
+pub type Edit = bindings::sluice::plugin::types::Edit;
+
+/// What a plugin reads beyond keys, values and timestamps
+/// ([`Transform::needs`]): `Needs::HEADERS`, `Needs::ORIGINS`.
+pub type Needs = bindings::sluice::plugin::types::Needs;
 
 /// One Kafka record header (`key`, raw `value` bytes).
 pub type Header = bindings::sluice::plugin::types::Header;
@@ -313,15 +323,22 @@ pub trait Transform: Sized + 'static {
     /// never runs the plugin.
     fn init(config: Config) -> Result<Self, String>;
 
+    /// What the plugin reads beyond keys, values and timestamps. Headers and
+    /// origins cross the boundary only when asked for here; the default asks
+    /// for neither.
+    fn needs(&self) -> Needs {
+        Needs::empty()
+    }
+
     /// Decides what happens to one event.
-    fn process(&mut self, event: &Event) -> Outcome;
+    fn process(&mut self, event: &Event<'_>) -> Outcome;
 
     /// Processes one batch; must return exactly one outcome per input event,
     /// in input order. An error fails the whole batch (the host retries it on
     /// a fresh instance, then dead-letters its events).
     ///
     /// The default calls [`Transform::process`] for each event.
-    fn process_batch(&mut self, batch: Vec<Event>) -> Result<Vec<Outcome>, String> {
+    fn process_batch(&mut self, batch: &[Event<'_>]) -> Result<Vec<Outcome>, String> {
         Ok(batch.iter().map(|event| self.process(event)).collect())
     }
 }
@@ -339,7 +356,7 @@ pub fn counter_add(name: &str, value: u64) {
 }
 
 /// Exports a [`Transform`] implementation as the component's
-/// `sluice:plugin/transformer@0.1.0` interface.
+/// `sluice:plugin/transformer@0.2.0` interface.
 ///
 /// Use it exactly once per plugin crate, at module level:
 ///
@@ -369,13 +386,13 @@ macro_rules! export_transform {
             {
                 fn init(
                     config: ::std::string::String,
-                ) -> ::core::result::Result<(), ::std::string::String> {
+                ) -> ::core::result::Result<$crate::Needs, ::std::string::String> {
                     $crate::__private::init::<$ty>(&__SLUICE_INSTANCE, config)
                 }
 
                 fn process(
-                    batch: ::std::vec::Vec<$crate::Event>,
-                ) -> ::core::result::Result<::std::vec::Vec<$crate::Outcome>, ::std::string::String>
+                    batch: $crate::__private::WireBatch,
+                ) -> ::core::result::Result<$crate::__private::WireOutcomes, ::std::string::String>
                 {
                     $crate::__private::process::<$ty>(&__SLUICE_INSTANCE, batch)
                 }
@@ -399,41 +416,48 @@ pub mod __private {
     use std::cell::RefCell;
     use std::thread::LocalKey;
 
-    use crate::{Config, Event, Outcome, Sink, Transform};
+    use crate::{Config, Event, Needs, Outcome, Sink, Transform};
 
     pub use wit_bindgen;
+
+    /// A batch as the host lays it out.
+    pub type WireBatch = crate::bindings::sluice::plugin::types::Batch;
+    /// Outcomes as the host reads them.
+    pub type WireOutcomes = crate::bindings::sluice::plugin::types::Outcomes;
 
     /// The slot holding the single plugin instance.
     pub type Slot<T> = LocalKey<RefCell<Option<T>>>;
 
     /// Implements `transformer.init`.
-    pub fn init<T: Transform>(slot: &'static Slot<T>, config: String) -> Result<(), String> {
+    pub fn init<T: Transform>(slot: &'static Slot<T>, config: String) -> Result<Needs, String> {
         install_panic_hook();
         let config = Config::from_json_str(&config)?;
         let instance = T::init(config)?;
+        let needs = instance.needs();
         slot.with(|cell| *cell.borrow_mut() = Some(instance));
-        Ok(())
+        Ok(needs)
     }
 
     /// Implements `transformer.process`.
     pub fn process<T: Transform>(
         slot: &'static Slot<T>,
-        batch: Vec<Event>,
-    ) -> Result<Vec<Outcome>, String> {
+        batch: WireBatch,
+    ) -> Result<WireOutcomes, String> {
         install_panic_hook();
+        let events = crate::wire::events(&batch)?;
         slot.with(|cell| {
             let mut guard = cell.borrow_mut();
             let instance = guard.as_mut().ok_or_else(|| {
                 "plugin is not initialised: init was not called or failed".to_string()
             })?;
-            run_batch(instance, batch)
+            run_batch(instance, &events).map(crate::wire::encode)
         })
     }
 
     /// Runs one batch and checks the one-outcome-per-event contract.
     pub fn run_batch<T: Transform>(
         instance: &mut T,
-        batch: Vec<Event>,
+        batch: &[Event<'_>],
     ) -> Result<Vec<Outcome>, String> {
         let expected = batch.len();
         let outcomes = instance.process_batch(batch)?;
@@ -447,23 +471,25 @@ pub mod __private {
     }
 
     /// Implements `sinker.init`.
-    pub fn sink_init<T: Sink>(slot: &'static Slot<T>, config: String) -> Result<(), String> {
+    pub fn sink_init<T: Sink>(slot: &'static Slot<T>, config: String) -> Result<Needs, String> {
         install_panic_hook();
         let config = Config::from_json_str(&config)?;
         let instance = T::init(config)?;
+        let needs = instance.needs();
         slot.with(|cell| *cell.borrow_mut() = Some(instance));
-        Ok(())
+        Ok(needs)
     }
 
     /// Implements `sinker.write`.
-    pub fn sink_write<T: Sink>(slot: &'static Slot<T>, batch: Vec<Event>) -> Result<(), String> {
+    pub fn sink_write<T: Sink>(slot: &'static Slot<T>, batch: WireBatch) -> Result<(), String> {
         install_panic_hook();
+        let events = crate::wire::events(&batch)?;
         slot.with(|cell| {
             let mut guard = cell.borrow_mut();
             let instance = guard.as_mut().ok_or_else(|| {
                 "plugin is not initialised: init was not called or failed".to_string()
             })?;
-            instance.write(batch)
+            instance.write(&events)
         })
     }
 

@@ -29,11 +29,17 @@ pub trait Sink: Sized + 'static {
     /// Writes one batch. `Ok` means the whole batch is durably written;
     /// `Err` fails the whole batch with a readable reason (name the event
     /// index and what was wrong with it when one event is to blame).
-    fn write(&mut self, batch: Vec<Event>) -> Result<(), String>;
+    fn write(&mut self, batch: &[Event<'_>]) -> Result<(), String>;
+
+    /// What the sink reads beyond keys, values and timestamps (headers,
+    /// origins); the default asks for neither.
+    fn needs(&self) -> crate::Needs {
+        crate::Needs::empty()
+    }
 }
 
 /// Exports a [`Sink`] implementation as the component's
-/// `sluice:plugin/sinker@0.1.0` interface (world `sink`).
+/// `sluice:plugin/sinker@0.2.0` interface (world `sink`).
 ///
 /// Use it exactly once per plugin crate, at module level, and not together
 /// with [`export_transform!`](crate::export_transform):
@@ -64,12 +70,12 @@ macro_rules! export_sink {
             {
                 fn init(
                     config: ::std::string::String,
-                ) -> ::core::result::Result<(), ::std::string::String> {
+                ) -> ::core::result::Result<$crate::Needs, ::std::string::String> {
                     $crate::__private::sink_init::<$ty>(&__SLUICE_SINK, config)
                 }
 
                 fn write(
-                    batch: ::std::vec::Vec<$crate::Event>,
+                    batch: $crate::__private::WireBatch,
                 ) -> ::core::result::Result<(), ::std::string::String> {
                     $crate::__private::sink_write::<$ty>(&__SLUICE_SINK, batch)
                 }

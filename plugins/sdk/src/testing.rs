@@ -23,7 +23,9 @@ pub fn init<T: Transform>(config_json: &str) -> Result<T, String> {
 }
 
 /// Creates the plugin from config JSON text and runs one batch through it, as
-/// the host's `init` and `process` calls do.
+/// the host's `init` and `process` calls do: the batch is laid out in the
+/// contract's flat buffers, read back as views, and the outcomes go through
+/// the by-index layout and back, so the boundary is tested too.
 ///
 /// ```
 /// use sluice_sdk::{Config, Event, Outcome, Transform};
@@ -31,15 +33,18 @@ pub fn init<T: Transform>(config_json: &str) -> Result<T, String> {
 /// struct DropAll;
 /// impl Transform for DropAll {
 ///     fn init(_: Config) -> Result<Self, String> { Ok(DropAll) }
-///     fn process(&mut self, _: &Event) -> Outcome { Outcome::drop() }
+///     fn process(&mut self, _: &Event<'_>) -> Outcome { Outcome::drop() }
 /// }
 ///
 /// let outcomes = sluice_sdk::testing::run::<DropAll>("{}", vec![Event::new("{}")]).unwrap();
 /// assert_eq!(outcomes, vec![Outcome::drop()]);
 /// ```
-pub fn run<T: Transform>(config_json: &str, batch: Vec<Event>) -> Result<Vec<Outcome>, String> {
+pub fn run<T: Transform>(config_json: &str, batch: Vec<Event<'_>>) -> Result<Vec<Outcome>, String> {
     let mut instance = init::<T>(config_json)?;
-    crate::__private::run_batch(&mut instance, batch)
+    let laid_out = crate::wire::batch(&batch);
+    let views = crate::wire::events(&laid_out)?;
+    let outcomes = crate::__private::run_batch(&mut instance, &views)?;
+    crate::wire::decode(crate::wire::encode(outcomes))
 }
 
 /// Creates a sink from config JSON text, as the host's `init` call does.
@@ -56,10 +61,10 @@ pub fn init_sink<S: Sink>(config_json: &str) -> Result<S, String> {
 /// struct Lines;
 /// impl Sink for Lines {
 ///     fn init(_: Config) -> Result<Self, String> { Ok(Lines) }
-///     fn write(&mut self, batch: Vec<Event>) -> Result<(), String> {
+///     fn write(&mut self, batch: &[Event<'_>]) -> Result<(), String> {
 ///         let mut data = Vec::new();
-///         for event in &batch {
-///             data.extend_from_slice(&event.value);
+///         for event in batch {
+///             data.extend_from_slice(event.value);
 ///             data.push(b'\n');
 ///         }
 ///         files::append("out.ndjson", &data)
@@ -70,9 +75,10 @@ pub fn init_sink<S: Sink>(config_json: &str) -> Result<S, String> {
 /// sluice_sdk::testing::run_sink::<Lines>("{}", vec![Event::new("{}"), Event::new("[]")]).unwrap();
 /// assert_eq!(sluice_sdk::testing::files()["out.ndjson"], b"{}\n[]\n");
 /// ```
-pub fn run_sink<S: Sink>(config_json: &str, batch: Vec<Event>) -> Result<S, String> {
+pub fn run_sink<S: Sink>(config_json: &str, batch: Vec<Event<'_>>) -> Result<S, String> {
     let mut instance = init_sink::<S>(config_json)?;
-    instance.write(batch)?;
+    let laid_out = crate::wire::batch(&batch);
+    instance.write(&crate::wire::events(&laid_out)?)?;
     Ok(instance)
 }
 
@@ -307,7 +313,7 @@ mod tests {
             Ok(Tagger { tag: settings.tag })
         }
 
-        fn process(&mut self, event: &Event) -> Outcome {
+        fn process(&mut self, event: &Event<'_>) -> Outcome {
             crate::counter_add("seen", 1);
             match event.value_json() {
                 Ok(mut value) => {
@@ -329,11 +335,11 @@ mod tests {
             Ok(Broken)
         }
 
-        fn process(&mut self, _: &Event) -> Outcome {
+        fn process(&mut self, _: &Event<'_>) -> Outcome {
             Outcome::keep()
         }
 
-        fn process_batch(&mut self, _: Vec<Event>) -> Result<Vec<Outcome>, String> {
+        fn process_batch(&mut self, _: &[Event<'_>]) -> Result<Vec<Outcome>, String> {
             Ok(vec![])
         }
     }
@@ -347,8 +353,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            outcomes[0],
-            Outcome::modify(Event::new(r#"{"attributes":{"tag":"x"}}"#))
+            outcomes[0].modified_value(),
+            Some(r#"{"attributes":{"tag":"x"}}"#)
         );
         assert!(outcomes[1].failure().is_some());
         assert_eq!(counter("seen"), 2);
@@ -384,11 +390,11 @@ mod tests {
             Ok(Echo { connection })
         }
 
-        fn write(&mut self, batch: Vec<Event>) -> Result<(), String> {
+        fn write(&mut self, batch: &[Event<'_>]) -> Result<(), String> {
             let mut data = Vec::new();
             let mut rows = Vec::new();
-            for event in &batch {
-                data.extend_from_slice(&event.value);
+            for event in batch {
+                data.extend_from_slice(event.value);
                 data.push(b'\n');
                 rows.push(vec![crate::sql::SqlValue::Text(
                     event.value_str().unwrap().to_string(),
@@ -415,7 +421,7 @@ mod tests {
             vec![Event::new("1"), Event::new("2")],
         )
         .unwrap();
-        sink.write(vec![Event::new("3")]).unwrap();
+        sink.write(&[Event::new("3")]).unwrap();
         assert_eq!(files()["out"], b"1\n2\n3\n");
         let writes = sql_writes();
         assert_eq!(writes.len(), 2);
@@ -467,14 +473,15 @@ mod tests {
         std::thread_local! {
             static SLOT: std::cell::RefCell<Option<Echo>> = const { std::cell::RefCell::new(None) };
         }
-        let err = crate::__private::sink_write::<Echo>(&SLOT, vec![]).unwrap_err();
+        let err = crate::__private::sink_write::<Echo>(&SLOT, crate::wire::batch(&[])).unwrap_err();
         assert_eq!(
             err,
             "plugin is not initialised: init was not called or failed"
         );
         crate::__private::sink_init::<Echo>(&SLOT, r#"{"connection":"db"}"#.into()).unwrap();
         reset();
-        crate::__private::sink_write::<Echo>(&SLOT, vec![Event::new("x")]).unwrap();
+        crate::__private::sink_write::<Echo>(&SLOT, crate::wire::batch(&[Event::new("x")]))
+            .unwrap();
         assert_eq!(files()["out"], b"x\n");
     }
 

@@ -419,10 +419,9 @@ const CHAIN_CONFIGS: [(&str, &str); 3] = [
 
 /// The same three rules, once as wasm components through the host's chain
 /// and once linked natively through the SDK's `Transform` impls, over the
-/// same JSON values (as the host hands them to plugins), batch 1000.
+/// same JSON values (as the host hands them to plugins), batch 1000. Then
+/// the filter alone, both ways.
 fn chain(scale: f64) -> anyhow::Result<()> {
-    use sluice::runtime::bindings::Event as WasmEvent;
-    use sluice_sdk::Transform;
     sluice_tests::plugins_built(&["filter", "redact", "enrich"])?;
     let count = scaled(200_000, scale);
     let values: Vec<Vec<u8>> = (0..count)
@@ -441,52 +440,64 @@ fn chain(scale: f64) -> anyhow::Result<()> {
         "events: {count} (JSON ~{} B), batch 1000, one core",
         values[0].len()
     );
-
-    // Native: same rule code, same per-plugin JSON handling, no sandbox.
-    let mut filter = sluice_filter::Filter::init(
-        sluice_sdk::Config::from_json_str(CHAIN_CONFIGS[0].1).map_err(anyhow::Error::msg)?,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let mut redact = sluice_redact::Redact::init(
-        sluice_sdk::Config::from_json_str(CHAIN_CONFIGS[1].1).map_err(anyhow::Error::msg)?,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let mut enrich = sluice_enrich::Enrich::init(
-        sluice_sdk::Config::from_json_str(CHAIN_CONFIGS[2].1).map_err(anyhow::Error::msg)?,
-    )
-    .map_err(anyhow::Error::msg)?;
-    let started = Instant::now();
-    let mut native_out = 0usize;
-    for chunk in values.chunks(1000) {
-        let mut batch: Vec<sluice_sdk::Event> = chunk
-            .iter()
-            .map(|v| sluice_sdk::Event::new(v.clone()))
-            .collect();
-        // Like the wasm path, each rule gets its own copy of the batch (there,
-        // the copy into the component's memory) and the host keeps the input.
-        let outcomes = filter
-            .process_batch(batch.clone())
-            .map_err(anyhow::Error::msg)?;
-        batch = apply_native(batch, outcomes);
-        let outcomes = redact
-            .process_batch(batch.clone())
-            .map_err(anyhow::Error::msg)?;
-        batch = apply_native(batch, outcomes);
-        let outcomes = enrich
-            .process_batch(batch.clone())
-            .map_err(anyhow::Error::msg)?;
-        batch = apply_native(batch, outcomes);
-        native_out += batch.len();
+    let rounds = 3;
+    let mut native_rates = Vec::new();
+    let mut wasm_rates = Vec::new();
+    let mut outputs = (0, 0);
+    let mut wasm_three = wasm_chain(&CHAIN_CONFIGS)?;
+    let mut wasm_filter = wasm_chain(&CHAIN_CONFIGS[..1])?;
+    let mut native_filter_rates = Vec::new();
+    let mut wasm_filter_rates = Vec::new();
+    // Alternate the two so drift on a noisy machine hits both alike.
+    for _ in 0..rounds {
+        let (rate, out) = native_rules(&values, 3)?;
+        native_rates.push(rate);
+        outputs.0 = out;
+        let (rate, out) = run_wasm(&mut wasm_three, &values)?;
+        wasm_rates.push(rate);
+        outputs.1 = out;
+        native_filter_rates.push(native_rules(&values, 1)?.0);
+        wasm_filter_rates.push(run_wasm(&mut wasm_filter, &values)?.0);
     }
-    let native = count as f64 / started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        outputs.0 == outputs.1,
+        "wasm kept {} events, native {}",
+        outputs.1,
+        outputs.0
+    );
+    let (native, wasm) = (median(&mut native_rates), median(&mut wasm_rates));
+    let (native_f, wasm_f) = (
+        median(&mut native_filter_rates),
+        median(&mut wasm_filter_rates),
+    );
+    println!("medians of {rounds} alternating rounds:");
+    println!("baseline  native filter→redact→enrich:        {native:>10.0} events/s");
+    println!(
+        "sluice    wasm   filter→redact→enrich:        {wasm:>10.0} events/s  ratio {:.2}x native",
+        wasm / native
+    );
+    println!("baseline  native filter:                      {native_f:>10.0} events/s");
+    println!(
+        "sluice    wasm   filter:                      {wasm_f:>10.0} events/s  ratio {:.2}x native",
+        wasm_f / native_f
+    );
+    Ok(())
+}
 
-    // Wasm: the host's chain with the sandbox on (epoch deadline, memory cap).
-    let runtime = sluice::runtime::Runtime::new(None)?;
+fn median(rates: &mut [f64]) -> f64 {
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
+
+/// The host's chain over the first plugins of the benchmark's rules, with
+/// the sandbox on (epoch deadline, memory cap).
+fn wasm_chain(configs: &[(&str, &str)]) -> anyhow::Result<sluice::runtime::Chain> {
+    let runtime = sluice::runtime::Runtime::new(None, 256)?;
     let limits = sluice::config::Limits {
         timeout_ms: 5_000,
         memory_mb: 256,
     };
-    let links = CHAIN_CONFIGS
+    let links = configs
         .iter()
         .map(|(name, config)| {
             let plugin = sluice::runtime::TransformPlugin::load_file(
@@ -501,13 +512,20 @@ fn chain(scale: f64) -> anyhow::Result<()> {
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut chain = sluice::runtime::Chain::new("bench", links, 0);
+    Ok(sluice::runtime::Chain::new("bench", links, 0))
+}
+
+fn run_wasm(
+    chain: &mut sluice::runtime::Chain,
+    values: &[Vec<u8>],
+) -> anyhow::Result<(f64, usize)> {
+    use sluice::runtime::Event;
     let started = Instant::now();
-    let mut wasm_out = 0usize;
+    let mut out = 0usize;
     for chunk in values.chunks(1000) {
-        let batch: Vec<WasmEvent> = chunk
+        let batch: Vec<Event> = chunk
             .iter()
-            .map(|v| WasmEvent {
+            .map(|v| Event {
                 key: None,
                 value: v.clone(),
                 headers: Vec::new(),
@@ -522,32 +540,63 @@ fn chain(scale: f64) -> anyhow::Result<()> {
             "chain failures: {:?}",
             output.failures.first()
         );
-        wasm_out += output.items.len();
+        out += output.items.len();
     }
-    let wasm = count as f64 / started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        wasm_out == native_out,
-        "wasm kept {wasm_out} events, native {native_out}"
-    );
-    println!("baseline  native filter→redact→enrich:        {native:>10.0} events/s");
-    println!(
-        "sluice    wasm   filter→redact→enrich:        {wasm:>10.0} events/s  ratio {:.2}x native",
-        wasm / native
-    );
-    Ok(())
+    Ok((values.len() as f64 / started.elapsed().as_secs_f64(), out))
+}
+
+/// The first `rules` of filter → redact → enrich, natively: the same rule
+/// code through the SDK's `Transform` impls on borrowed views, outcomes
+/// applied as the host's chain applies them, no sandbox and no boundary.
+fn native_rules(values: &[Vec<u8>], rules: usize) -> anyhow::Result<(f64, usize)> {
+    use sluice_sdk::Transform;
+    use std::borrow::Cow;
+    let config = |i: usize| {
+        sluice_sdk::Config::from_json_str(CHAIN_CONFIGS[i].1).map_err(anyhow::Error::msg)
+    };
+    let mut filter = sluice_filter::Filter::init(config(0)?).map_err(anyhow::Error::msg)?;
+    let mut redact = sluice_redact::Redact::init(config(1)?).map_err(anyhow::Error::msg)?;
+    let mut enrich = sluice_enrich::Enrich::init(config(2)?).map_err(anyhow::Error::msg)?;
+    let started = Instant::now();
+    let mut out = 0usize;
+    for chunk in values.chunks(1000) {
+        let mut batch: Vec<Cow<'_, [u8]>> = chunk.iter().map(|v| Cow::Borrowed(&v[..])).collect();
+        for rule in 0..rules {
+            let outcomes = {
+                let views: Vec<sluice_sdk::Event<'_>> = batch
+                    .iter()
+                    .map(|v| sluice_sdk::Event::new(&v[..]))
+                    .collect();
+                match rule {
+                    0 => filter.process_batch(&views),
+                    1 => redact.process_batch(&views),
+                    _ => enrich.process_batch(&views),
+                }
+                .map_err(anyhow::Error::msg)?
+            };
+            batch = apply_native(batch, outcomes);
+        }
+        out += batch.len();
+    }
+    Ok((values.len() as f64 / started.elapsed().as_secs_f64(), out))
 }
 
 /// Apply outcomes the way the host's chain does.
-fn apply_native(
-    batch: Vec<sluice_sdk::Event>,
+fn apply_native<'a>(
+    batch: Vec<std::borrow::Cow<'a, [u8]>>,
     outcomes: Vec<sluice_sdk::Outcome>,
-) -> Vec<sluice_sdk::Event> {
+) -> Vec<std::borrow::Cow<'a, [u8]>> {
+    use std::borrow::Cow;
     let mut next = Vec::with_capacity(batch.len());
-    for (event, outcome) in batch.into_iter().zip(outcomes) {
+    for (value, outcome) in batch.into_iter().zip(outcomes) {
         match outcome {
-            sluice_sdk::Outcome::Keep => next.push(event),
-            sluice_sdk::Outcome::Modify(new) => next.push(new),
-            sluice_sdk::Outcome::FanOut(new) => next.extend(new),
+            sluice_sdk::Outcome::Keep => next.push(value),
+            sluice_sdk::Outcome::Modify(change) => {
+                next.push(change.value.map(Cow::Owned).unwrap_or(value))
+            }
+            sluice_sdk::Outcome::FanOut(new) => {
+                next.extend(new.into_iter().map(|e| Cow::Owned(e.value)))
+            }
             sluice_sdk::Outcome::Drop | sluice_sdk::Outcome::Fail(_) => {}
         }
     }
