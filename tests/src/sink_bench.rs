@@ -70,7 +70,7 @@ pub async fn run(scale: f64) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, e)| Event {
             key: e["entity_id"].as_str().map(|k| k.as_bytes().to_vec()),
-            value: serde_json::to_vec(e).unwrap_or_default(),
+            value: serde_json::to_vec(e).unwrap_or_default().into(),
             headers: Vec::new(),
             timestamp_ms: Some(1_764_400_000_000),
             origin: Some(Origin {

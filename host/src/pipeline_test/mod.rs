@@ -257,7 +257,7 @@ fn run_case(
         });
         events.push(Event {
             key,
-            value: serde_json::to_vec(&value)?,
+            value: serde_json::to_vec(&value)?.into(),
             headers: Vec::new(),
             timestamp_ms: case.timestamp_ms,
             origin: Some(Origin {

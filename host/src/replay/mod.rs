@@ -971,7 +971,7 @@ fn run_chain(
     }
     for mut item in output.items {
         let source = sources[item.source];
-        let json = (!item.changed).then(|| std::mem::take(&mut item.event.value));
+        let json = (!item.changed).then(|| Vec::from(std::mem::take(&mut item.event.value)));
         match batch.output_record(source, item, out_topic, versions) {
             Ok(record) => match sink.write(schemas, origins[source], record, json)? {
                 Ok(()) => outcomes.kept += 1,

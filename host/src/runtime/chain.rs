@@ -23,8 +23,9 @@ pub struct Item {
     /// host must re-encode it instead of reusing the input bytes. Metadata
     /// edits (topic, headers) leave it false.
     pub changed: bool,
-    /// Names and versions of plugins that modified it, for output headers.
-    pub touched_by: Vec<String>,
+    /// The last plugin that changed its value (`(name, version)`), to
+    /// name in the dead letter when the new value does not fit the schema.
+    pub changed_by: Option<Arc<(String, String)>>,
 }
 
 /// An event a plugin failed, with why.
@@ -211,7 +212,7 @@ impl Chain {
             .map(|source| Meta {
                 source,
                 changed: false,
-                touched_by: Vec::new(),
+                changed_by: None,
             })
             .collect();
         let mut out = ChainOutput::default();
@@ -221,6 +222,7 @@ impl Chain {
             }
             let name = link.plugin.name.clone();
             let version = link.label().to_string();
+            let identity = Arc::new((name.clone(), version.clone()));
             crate::metrics::stage_events(&self.stage, &name, "in", events.len());
             let results = link.run_isolating(&self.stage, &events, self.retries);
             let mut next_events = Vec::with_capacity(events.len());
@@ -238,25 +240,37 @@ impl Chain {
                         let mut event = event;
                         edits.into_iter().for_each(|e| event.apply(e));
                         next_events.push(event);
-                        next_meta.push(m.edited(&name, &version));
+                        next_meta.push(m);
                     }
                     Ok(Outcome::Modify(value, edits)) => {
+                        // Every plugin may rely on getting valid JSON; the
+                        // one that broke it is named in the dead letter.
+                        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&value) {
+                            counts.failed += 1;
+                            out.failures.push(Failure {
+                                source: m.source,
+                                plugin: name.clone(),
+                                version: version.clone(),
+                                error: format!("plugin output is not JSON: {e}"),
+                            });
+                            continue;
+                        }
                         counts.modified += 1;
                         let mut event = event;
                         event.value = value;
                         edits.into_iter().for_each(|e| event.apply(e));
                         next_events.push(event);
-                        next_meta.push(m.touched(&name, &version));
+                        next_meta.push(m.touched(&identity));
                     }
                     Ok(Outcome::Replace(new)) => {
                         counts.modified += 1;
                         next_events.push(new);
-                        next_meta.push(m.touched(&name, &version));
+                        next_meta.push(m.touched(&identity));
                     }
                     Ok(Outcome::Drop) => counts.dropped += 1,
                     Ok(Outcome::FanOut(created)) => {
                         counts.modified += 1;
-                        let m = m.touched(&name, &version);
+                        let m = m.touched(&identity);
                         for mut new in created {
                             if new.timestamp_ms.is_none() {
                                 new.timestamp_ms = event.timestamp_ms;
@@ -288,7 +302,7 @@ impl Chain {
                 event,
                 source: m.source,
                 changed: m.changed,
-                touched_by: m.touched_by,
+                changed_by: m.changed_by,
             })
             .collect();
         out
@@ -316,21 +330,14 @@ impl Counts {
 struct Meta {
     source: usize,
     changed: bool,
-    touched_by: Vec<String>,
+    changed_by: Option<Arc<(String, String)>>,
 }
 
 impl Meta {
-    fn touched(mut self, name: &str, version: &str) -> Self {
+    /// Its value changed, by this plugin (shared, not formatted per event).
+    fn touched(mut self, identity: &Arc<(String, String)>) -> Self {
         self.changed = true;
-        self.edited(name, version)
-    }
-
-    /// Metadata changed, the value did not.
-    fn edited(mut self, name: &str, version: &str) -> Self {
-        let tag = format!("{name}@{version}");
-        if !self.touched_by.contains(&tag) {
-            self.touched_by.push(tag);
-        }
+        self.changed_by = Some(identity.clone());
         self
     }
 }

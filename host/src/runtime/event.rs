@@ -28,8 +28,10 @@ pub struct Origin {
 pub struct Event {
     /// Kafka record key.
     pub key: Option<Vec<u8>>,
-    /// The value as UTF-8 JSON.
-    pub value: Vec<u8>,
+    /// The value as UTF-8 JSON. Shared, not copied: the values a plugin
+    /// returns for a batch arrive as one buffer that every modified event's
+    /// value is a slice of.
+    pub value: bytes::Bytes,
     /// Kafka record headers, in order.
     pub headers: Vec<Header>,
     /// Record timestamp in epoch milliseconds, if any.
@@ -71,7 +73,7 @@ pub enum Outcome {
     /// Pass it on; its value is unchanged (metadata edits may apply).
     Keep(Vec<Edit>),
     /// Its value was replaced (and metadata edits may apply).
-    Modify(Vec<u8>, Vec<Edit>),
+    Modify(bytes::Bytes, Vec<Edit>),
     /// Drop it on purpose.
     Drop,
     /// Dead-letter it with this reason.

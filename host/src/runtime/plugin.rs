@@ -395,7 +395,7 @@ impl TransformPlugin {
             ticks,
             bound,
             memory_mb: limits.memory_mb,
-            needs: Needs::empty(),
+            info: Info::default(),
             scratch: Scratch::default(),
         };
         instance.init(config)?;
@@ -404,6 +404,40 @@ impl TransformPlugin {
 }
 
 pub(super) type Needs = v2::transform::sluice::plugin::types::Needs;
+
+/// What a 0.2 plugin's `init` declared: what to send beyond keys, values
+/// and timestamps, and the fields to locate in every value.
+pub(super) struct Info {
+    pub(super) needs: Needs,
+    pub(super) fields: Vec<sluice_sdk::FieldPath>,
+}
+
+impl Default for Info {
+    fn default() -> Self {
+        Info {
+            needs: Needs::empty(),
+            fields: Vec::new(),
+        }
+    }
+}
+
+impl Info {
+    /// Parse `init`'s answer; a field that is not a dotted path rejects the
+    /// plugin.
+    pub(super) fn from_wire(
+        info: v2::transform::sluice::plugin::types::PluginInfo,
+    ) -> Result<Info, String> {
+        let fields = info
+            .fields
+            .iter()
+            .map(|f| sluice_sdk::FieldPath::parse(f).map_err(|e| format!("declared field: {e}")))
+            .collect::<Result<_, _>>()?;
+        Ok(Info {
+            needs: info.needs,
+            fields,
+        })
+    }
+}
 
 enum Bindings {
     V2(v2::transform::Transform),
@@ -418,6 +452,7 @@ pub(super) struct Scratch {
     keys: Vec<u8>,
     key_lens: Vec<i32>,
     timestamps: Vec<i64>,
+    field_spans: Vec<i32>,
 }
 
 /// A live instance of a transform plugin. Discard it after any error: a
@@ -428,7 +463,7 @@ pub struct TransformInstance {
     ticks: u64,
     bound: Duration,
     memory_mb: u64,
-    needs: Needs,
+    info: Info,
     scratch: Scratch,
 }
 
@@ -439,7 +474,7 @@ impl TransformInstance {
             Bindings::V2(b) => b
                 .sluice_plugin_transformer()
                 .call_init(&mut self.store, config)
-                .map(|r| r.map(|needs| self.needs = needs)),
+                .map(|r| r.and_then(|info| Info::from_wire(info).map(|i| self.info = i))),
             Bindings::V1(b) => b
                 .sluice_plugin_transformer()
                 .call_init(&mut self.store, config),
@@ -458,7 +493,7 @@ impl TransformInstance {
         self.store.set_epoch_deadline(self.ticks);
         match &self.bindings {
             Bindings::V2(b) => {
-                let lowered = lower_v2(batch, self.needs, &mut self.scratch);
+                let lowered = lower_v2(batch, &self.info, &mut self.scratch);
                 let result = b
                     .sluice_plugin_transformer()
                     .call_process(&mut self.store, &lowered);
@@ -492,12 +527,15 @@ impl TransformInstance {
 type V2Batch = v2::transform::sluice::plugin::types::Batch;
 
 /// Lay a batch out as 0.2's flat buffers, reusing `scratch`'s allocations.
-pub(super) fn lower_v2(batch: &[Event], needs: Needs, scratch: &mut Scratch) -> V2Batch {
+pub(super) fn lower_v2(batch: &[Event], info: &Info, scratch: &mut Scratch) -> V2Batch {
+    let needs = info.needs;
     let mut values = std::mem::take(&mut scratch.values);
     let mut value_lens = std::mem::take(&mut scratch.value_lens);
     let mut keys = std::mem::take(&mut scratch.keys);
     let mut key_lens = std::mem::take(&mut scratch.key_lens);
     let mut timestamps = std::mem::take(&mut scratch.timestamps);
+    let mut field_spans = std::mem::take(&mut scratch.field_spans);
+    field_spans.clear();
     values.clear();
     value_lens.clear();
     keys.clear();
@@ -514,6 +552,10 @@ pub(super) fn lower_v2(batch: &[Event], needs: Needs, scratch: &mut Scratch) -> 
             None => key_lens.push(-1),
         }
         timestamps.push(event.timestamp_ms.unwrap_or(-1));
+        if !info.fields.is_empty() {
+            // Located natively here, so the plugin need not scan for them.
+            sluice_sdk::json::locate(&event.value, &info.fields, &mut field_spans);
+        }
     }
     let headers = if needs.contains(Needs::HEADERS) {
         batch
@@ -558,6 +600,7 @@ pub(super) fn lower_v2(batch: &[Event], needs: Needs, scratch: &mut Scratch) -> 
         timestamps,
         headers,
         origins,
+        field_spans,
     }
 }
 
@@ -567,6 +610,7 @@ pub(super) fn reclaim(batch: V2Batch, scratch: &mut Scratch) {
     scratch.keys = batch.keys;
     scratch.key_lens = batch.key_lens;
     scratch.timestamps = batch.timestamps;
+    scratch.field_spans = batch.field_spans;
 }
 
 /// Turn 0.2's outcomes-by-index into one [`Outcome`] per event, checking
@@ -620,6 +664,7 @@ fn lift_v2(
             *slot = Some(f.events);
         }
     }
+    let all_values = bytes::Bytes::from(outcomes.values);
     let mut values = outcomes.value_lens.iter().scan(0usize, |at, &len| {
         let start = *at;
         *at += len as usize;
@@ -635,11 +680,10 @@ fn lift_v2(
                 let (start, end) = values
                     .next()
                     .ok_or_else(|| format!("event {i} is marked modified but has no value"))?;
-                let value = outcomes
-                    .values
-                    .get(start..end)
-                    .ok_or_else(|| format!("modified values overrun their buffer at event {i}"))?;
-                Outcome::Modify(value.to_vec(), edits)
+                if end > all_values.len() {
+                    return Err(format!("modified values overrun their buffer at event {i}"));
+                }
+                Outcome::Modify(all_values.slice(start..end), edits)
             }
             3 => Outcome::Fail(
                 failures
@@ -655,7 +699,7 @@ fn lift_v2(
                     .into_iter()
                     .map(|e| Event {
                         key: e.key,
-                        value: e.value,
+                        value: e.value.into(),
                         headers: e
                             .headers
                             .into_iter()
@@ -681,7 +725,7 @@ pub(super) fn to_v1(event: &Event) -> v1::transform::sluice::plugin::types::Even
     use v1::transform::sluice::plugin::types as t;
     t::Event {
         key: event.key.clone(),
-        value: event.value.clone(),
+        value: event.value.to_vec(),
         headers: event
             .headers
             .iter()
@@ -703,7 +747,7 @@ pub(super) fn to_v1(event: &Event) -> v1::transform::sluice::plugin::types::Even
 fn from_v1(event: v1::transform::sluice::plugin::types::Event) -> Event {
     Event {
         key: event.key,
-        value: event.value,
+        value: event.value.into(),
         headers: event
             .headers
             .into_iter()

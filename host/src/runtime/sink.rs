@@ -14,7 +14,7 @@ use super::bindings::{v1, v2};
 use super::engine::Runtime;
 use super::event::Event;
 use super::plugin::{
-    CallError, Needs, Plugin, PluginState, Scratch, World, classify, link, lower_v2, new_store,
+    CallError, Info, Plugin, PluginState, Scratch, World, classify, link, lower_v2, new_store,
     reclaim, to_v1,
 };
 use crate::config::Limits;
@@ -214,7 +214,7 @@ impl SinkPlugin {
             ticks: Runtime::ticks_for(bound),
             bound,
             memory_mb: limits.memory_mb,
-            needs: Needs::empty(),
+            info: Info::default(),
             scratch: Scratch::default(),
         };
         instance.arm();
@@ -222,7 +222,7 @@ impl SinkPlugin {
             SinkBindings::V2(b) => b
                 .sluice_plugin_sinker()
                 .call_init(&mut instance.store, config)
-                .map(|r| r.map(|needs| instance.needs = needs)),
+                .map(|r| r.and_then(|info| Info::from_wire(info).map(|i| instance.info = i))),
             SinkBindings::V1(b) => b
                 .sluice_plugin_sinker()
                 .call_init(&mut instance.store, config),
@@ -247,7 +247,7 @@ pub struct SinkInstance {
     ticks: u64,
     bound: Duration,
     memory_mb: u64,
-    needs: Needs,
+    info: Info,
     scratch: Scratch,
 }
 
@@ -273,7 +273,7 @@ impl SinkInstance {
         self.arm();
         let result = match &self.bindings {
             SinkBindings::V2(b) => {
-                let lowered = lower_v2(batch, self.needs, &mut self.scratch);
+                let lowered = lower_v2(batch, &self.info, &mut self.scratch);
                 let result = b
                     .sluice_plugin_sinker()
                     .call_write(&mut self.store, &lowered);

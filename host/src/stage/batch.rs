@@ -127,12 +127,7 @@ impl Batch {
         let input = &self.records[source];
         let value = if item.changed {
             reencode(input, &item.event.value).map_err(|error| {
-                let (plugin, version) = item
-                    .touched_by
-                    .last()
-                    .and_then(|t| t.split_once('@'))
-                    .map(|(p, v)| (p.to_string(), v.to_string()))
-                    .unwrap_or_default();
+                let (plugin, version) = item.changed_by.as_deref().cloned().unwrap_or_default();
                 Failure {
                     source,
                     plugin,
@@ -215,7 +210,7 @@ fn reencode(input: &Consumed, json: &[u8]) -> Result<Vec<u8>, String> {
 fn event_of(record: &Consumed, value: Vec<u8>) -> Event {
     Event {
         key: record.key.clone(),
-        value,
+        value: value.into(),
         headers: record
             .headers
             .iter()

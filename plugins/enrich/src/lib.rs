@@ -140,6 +140,20 @@ pub struct Enrich {
     /// No step reads or writes what an earlier step wrote, so every step
     /// can read the input bytes and edit them in place ([`Enrich::edit`]).
     independent: bool,
+    /// The paths the host locates for [`Enrich::edit_located`], and per
+    /// step the indices of what it reads, writes and writes into.
+    fields: Vec<FieldPath>,
+    steps: Vec<Step>,
+}
+
+/// One step's located fields: indices into `Enrich::fields`.
+#[derive(Debug, Clone, PartialEq)]
+struct Step {
+    from: Option<usize>,
+    to: usize,
+    /// The object holding `to` (`attributes`), or `None` for a top-level
+    /// field (the value itself).
+    parent: Option<usize>,
 }
 
 /// Whether one path is the other or lies inside it.
@@ -217,9 +231,145 @@ impl Enrich {
             ingest_time_to,
             user_agent,
             independent: false,
+            fields: Vec::new(),
+            steps: Vec::new(),
         };
         enrich.independent = enrich.steps_are_independent();
+        enrich.locate_steps();
         Ok(enrich)
+    }
+
+    /// Fill `fields` and `steps`: what each step reads and writes, in step
+    /// order (ingest time, user agent, lookups).
+    fn locate_steps(&mut self) {
+        let mut fields: Vec<FieldPath> = Vec::new();
+        let mut index = |path: &FieldPath| match fields.iter().position(|f| f == path) {
+            Some(i) => i,
+            None => {
+                fields.push(path.clone());
+                fields.len() - 1
+            }
+        };
+        let mut steps = Vec::new();
+        let mut step = |from: Option<&FieldPath>,
+                        to: &FieldPath,
+                        index: &mut dyn FnMut(&FieldPath) -> usize| {
+            let parent = match to.segments() {
+                [first, _] => FieldPath::parse(first).ok().map(|p| index(&p)),
+                _ => None,
+            };
+            steps.push(Step {
+                from: from.map(&mut *index),
+                to: index(to),
+                parent,
+            });
+        };
+        if let Some(to) = &self.ingest_time_to {
+            step(None, to, &mut index);
+        }
+        if let Some((from, to)) = &self.user_agent {
+            step(Some(from), to, &mut index);
+        }
+        for lookup in &self.lookups {
+            step(Some(&lookup.from), &lookup.to, &mut index);
+        }
+        self.fields = fields;
+        self.steps = steps;
+    }
+
+    /// [`Enrich::edit`] from the fields the host located
+    /// ([`Transform::fields`]); the same contract.
+    fn edit_located(&self, event: &Event<'_>) -> Result<Option<Vec<u8>>, Option<String>> {
+        let invalid =
+            |e: json::ScanError| Some(format!("enrich: event value is not valid JSON: {e}"));
+        let value = event.value;
+        let mut edits = Edits::new(value);
+        let root_start = value
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(0);
+        let root_end = value
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
+        let root = json::Found {
+            raw: &value[root_start..root_end],
+            span: root_start..root_end,
+        };
+        let write = |edits: &mut Edits<'_>, step: &Step, path: &FieldPath, text: &str| {
+            let existing = event.field(step.to).map_err(invalid)?;
+            if existing.as_ref().and_then(|f| f.as_str()).as_deref() == Some(text) {
+                return Ok(());
+            }
+            let result = match existing {
+                Some(found) => edits.replace(&found, json::string(text)),
+                None => {
+                    let parent = match step.parent {
+                        Some(i) => event.field(i).map_err(invalid)?,
+                        None => Some(root.clone()),
+                    };
+                    let key = path
+                        .segments()
+                        .last()
+                        .map(String::as_str)
+                        .unwrap_or_default();
+                    match parent {
+                        Some(object) => edits.insert(&object, key, json::string(text)),
+                        // A missing `attributes` is created by the tree path.
+                        None => return Err(None),
+                    }
+                }
+            };
+            match result {
+                Ok(()) => Ok(()),
+                Err(EditError::Scan(e)) => Err(invalid(e)),
+                Err(_) => Err(None),
+            }
+        };
+        let mut steps = self.steps.iter();
+        if let (Some(to), Some(timestamp)) = (&self.ingest_time_to, event.timestamp_ms) {
+            let step = steps.next().ok_or(None)?;
+            write(&mut edits, step, to, &timestamp.to_string())?;
+        } else if self.ingest_time_to.is_some() {
+            steps.next();
+        }
+        if let Some((_, to)) = &self.user_agent {
+            let step = steps.next().ok_or(None)?;
+            if let Some(agent) = step
+                .from
+                .map(|i| event.field(i))
+                .transpose()
+                .map_err(invalid)?
+                .flatten()
+                && let Some(agent) = agent.as_str()
+            {
+                write(&mut edits, step, to, ua_family(&agent))?;
+            }
+        }
+        for lookup in &self.lookups {
+            let step = steps.next().ok_or(None)?;
+            let found = step
+                .from
+                .map(|i| event.field(i))
+                .transpose()
+                .map_err(invalid)?
+                .flatten();
+            let key = match &found {
+                Some(f) if f.is_string() => f.as_str(),
+                Some(f) => f
+                    .to_value()
+                    .ok()
+                    .and_then(|v| key_of(Some(&v)).map(|k| k.into_owned().into())),
+                None => None,
+            };
+            let result = key
+                .and_then(|key| lookup.table.get(key.as_ref()))
+                .or(lookup.default.as_ref());
+            if let Some(result) = result {
+                write(&mut edits, step, &lookup.to, result)?;
+            }
+        }
+        Ok(edits.finish())
     }
 
     /// True when no step reads or writes a path an earlier step writes.
@@ -331,11 +481,22 @@ impl Transform for Enrich {
         Enrich::from_config(config.value())
     }
 
+    fn fields(&self) -> Vec<FieldPath> {
+        self.fields.clone()
+    }
+
     fn process(&mut self, event: &Event<'_>) -> Outcome {
-        // Fast path: edit the bytes in place when every step reads the
-        // input (the common case); the tree below gives the same result.
+        // Fast path: edit the bytes in place, from the fields the host
+        // located, when every step reads the input (the common case); the
+        // tree below gives the same result.
         if self.independent && event.value.first() == Some(&b'{') {
-            match self.edit(event.value, event.timestamp_ms) {
+            let edited = if event.located.is_empty() {
+                // Nobody located the fields (a native caller): scan.
+                self.edit(event.value, event.timestamp_ms)
+            } else {
+                self.edit_located(event)
+            };
+            match edited {
                 Ok(Some(value)) => return Outcome::modify(event.with_value(value)),
                 Ok(None) => return Outcome::keep(),
                 Err(Some(reason)) => return Outcome::fail(reason),
@@ -617,6 +778,20 @@ mod tests {
                 let mut tree: Value = serde_json::from_str(event).unwrap();
                 let expected = plugin.enrich(&mut tree, Some(5));
                 let fast = plugin.edit(event.as_bytes(), Some(5));
+                let mut view = Event::new(event);
+                view.timestamp_ms = Some(5);
+                let mut laid_out = sluice_sdk::wire::batch(&[view]);
+                sluice_sdk::wire::locate_fields(&mut laid_out, &plugin.fields(), true);
+                let views = sluice_sdk::wire::events(&laid_out).unwrap();
+                let located = plugin.edit_located(&views[0]);
+                match (&fast, &located) {
+                    (Ok(a), Ok(b)) => assert_eq!(a, b, "{config} {event}"),
+                    (Err(Some(_)), Err(Some(_))) => {}
+                    // The located path may give up where the scanning one
+                    // could insert; both then leave it to the tree.
+                    (_, Err(None)) => {}
+                    (a, b) => panic!("{config} {event}: {a:?} vs {b:?}"),
+                }
                 match (expected, fast) {
                     (Ok(true), Ok(Some(bytes))) => {
                         let out: Value = serde_json::from_slice(&bytes).unwrap();

@@ -210,13 +210,49 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// [`Filter::decide`] from the fields the host located
+    /// ([`Transform::fields`]: one per rule, in rule order), parsing only
+    /// each rule's own value.
+    pub fn decide_located(&self, event: &Event<'_>) -> Result<Decision, String> {
+        let invalid =
+            |err: &dyn std::fmt::Display| format!("filter: event value is not valid JSON: {err}");
+        let mut all = true;
+        for (index, rule) in self.rules.iter().enumerate() {
+            let found = event.field(index).map_err(|e| invalid(&e))?;
+            let value = found
+                .map(|f| f.to_value())
+                .transpose()
+                .map_err(|e| invalid(&e))?;
+            if !rule.matches(value.as_ref()) {
+                all = false;
+                break;
+            }
+        }
+        Ok(match (self.mode, all) {
+            (Mode::Keep, true) | (Mode::Drop, false) => Decision::Keep,
+            (Mode::Keep, false) | (Mode::Drop, true) => Decision::Drop,
+        })
+    }
+}
+
 impl Transform for Filter {
     fn init(config: Config) -> Result<Self, String> {
         Filter::from_config(config.value())
     }
 
+    fn fields(&self) -> Vec<FieldPath> {
+        self.rules.iter().map(|rule| rule.field.clone()).collect()
+    }
+
     fn process(&mut self, event: &Event<'_>) -> Outcome {
-        match self.decide(event.value) {
+        let decision = if event.located.is_empty() && !self.rules.is_empty() {
+            // Nobody located the fields (a native caller): scan.
+            self.decide(event.value)
+        } else {
+            self.decide_located(event)
+        };
+        match decision {
             Ok(Decision::Keep) => Outcome::keep(),
             Ok(Decision::Drop) => Outcome::drop(),
             Err(reason) => Outcome::fail(reason),

@@ -287,6 +287,7 @@ mod tests {
             headers: &[],
             timestamp_ms: Some(1_764_400_000_123),
             origin: Some(origin),
+            located: &[],
         }
     }
 

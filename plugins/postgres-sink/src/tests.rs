@@ -41,6 +41,7 @@ fn event(value: &str, offset: i64) -> Event<'_> {
         headers: &[],
         timestamp_ms: Some(1_764_400_000_123),
         origin: Some(origin),
+        located: &[],
     }
 }
 

@@ -227,11 +227,26 @@ impl Transform for Redact {
         Redact::from_config(config.value())
     }
 
+    fn fields(&self) -> Vec<FieldPath> {
+        let mut fields = self.fields.clone();
+        if !self.detect.is_empty() {
+            fields.push(ATTRIBUTES.clone());
+        }
+        fields
+    }
+
     fn process(&mut self, event: &Event<'_>) -> Outcome {
         // Fast path for objects (every telemetry event): replace the strings
-        // in place on the raw bytes; the tree below gives the same result.
+        // the host located, in place on the raw bytes; the tree below gives
+        // the same result.
         if event.value.first() == Some(&b'{') {
-            return match self.edit(event.value) {
+            let edited = if event.located.is_empty() {
+                // Nobody located the fields (a native caller): scan.
+                self.edit(event.value)
+            } else {
+                self.edit_located(event)
+            };
+            return match edited {
                 Ok(Some(value)) => Outcome::modify(event.with_value(value)),
                 Ok(None) => Outcome::keep(),
                 Err(err) => Outcome::fail(format!("redact: event value is not valid JSON: {err}")),
@@ -252,6 +267,48 @@ impl Transform for Redact {
 }
 
 impl Redact {
+    /// [`Redact::edit`] from the fields the host located
+    /// ([`Transform::fields`]): the `fields` paths, then `attributes`.
+    pub fn edit_located(&self, event: &Event<'_>) -> Result<Option<Vec<u8>>, json::ScanError> {
+        let value = event.value;
+        let mut edits = Edits::new(value);
+        let mut done: Vec<usize> = Vec::new();
+        let mut redact = |edits: &mut Edits<'_>, found: &json::Found<'_>, text: &str| {
+            if done.contains(&found.span.start) {
+                return;
+            }
+            let new = self.replacement(text);
+            if new != text && edits.replace(found, json::string(&new)).is_ok() {
+                done.push(found.span.start);
+            }
+        };
+        for index in 0..self.fields.len() {
+            if let Some(found) = event.field(index)?
+                && let Some(text) = found.as_str()
+            {
+                redact(&mut edits, &found, &text);
+            }
+        }
+        if !self.detect.is_empty()
+            && let Some(attributes) = event.field(self.fields.len())?
+            && let Some(members) = json::members(attributes.raw, None)?
+        {
+            let base = attributes.span.start;
+            for (_, inner) in &members {
+                let found = json::Found {
+                    raw: inner.raw,
+                    span: base + inner.span.start..base + inner.span.end,
+                };
+                if let Some(text) = found.as_str()
+                    && self.detect.iter().any(|detector| detector.matches(&text))
+                {
+                    redact(&mut edits, &found, &text);
+                }
+            }
+        }
+        Ok(edits.finish())
+    }
+
     /// [`Redact::redact`] on the raw bytes: the redacted value, or `None`
     /// when nothing changes.
     pub fn edit(&self, value: &[u8]) -> Result<Option<Vec<u8>>, json::ScanError> {
@@ -500,6 +557,14 @@ mod tests {
             for event in events {
                 let mut tree: Value = serde_json::from_str(event).unwrap();
                 let changed = plugin.redact(&mut tree);
+                let mut laid_out = sluice_sdk::wire::batch(&[Event::new(event)]);
+                sluice_sdk::wire::locate_fields(&mut laid_out, &plugin.fields(), true);
+                let views = sluice_sdk::wire::events(&laid_out).unwrap();
+                assert_eq!(
+                    plugin.edit_located(&views[0]).unwrap(),
+                    plugin.edit(event.as_bytes()).unwrap(),
+                    "{config} {event}"
+                );
                 match plugin.edit(event.as_bytes()).unwrap() {
                     Some(bytes) => {
                         assert!(changed, "{config} {event}");

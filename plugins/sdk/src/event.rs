@@ -24,6 +24,12 @@ pub struct Event<'a> {
     pub headers: &'a [Header],
     /// Where the event was read from (when asked for).
     pub origin: Option<&'a Origin>,
+    /// Where the plugin's declared fields ([`Transform::fields`]) are in
+    /// `value`: two numbers per field, as `json::locate` writes them; read
+    /// them with [`Event::field`]. Empty when nothing was located.
+    ///
+    /// [`Transform::fields`]: crate::Transform::fields
+    pub located: &'a [i32],
 }
 
 impl<'a> Event<'a> {
@@ -36,6 +42,24 @@ impl<'a> Event<'a> {
             timestamp_ms: None,
             headers: &[],
             origin: None,
+            located: &[],
+        }
+    }
+
+    /// The value of declared field `index` (the position of its path in
+    /// [`Transform::fields`](crate::Transform::fields)), located by the host:
+    /// `Ok(None)` when the path is absent, `Err` when the value is not valid
+    /// JSON on the way (or the field was not located).
+    pub fn field(
+        &self,
+        index: usize,
+    ) -> Result<Option<crate::json::Found<'a>>, crate::json::ScanError> {
+        match self.located.get(2 * index..2 * index + 2) {
+            Some(&[start, len]) => crate::json::located(self.value, start, len),
+            _ => Err(crate::json::ScanError {
+                at: 0,
+                expected: "a field declared by Transform::fields",
+            }),
         }
     }
 
@@ -219,6 +243,7 @@ mod tests {
             headers,
             timestamp_ms: Some(1_764_400_000_123),
             origin: Some(origin),
+            located: &[],
         }
     }
 

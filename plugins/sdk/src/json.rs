@@ -118,6 +118,53 @@ fn write_string(out: &mut Vec<u8>, text: &str) {
     }
 }
 
+/// Span markers in [`locate`]'s output.
+pub const ABSENT: i32 = -1;
+/// The value is not valid JSON where the path had to be read.
+pub const INVALID: i32 = -2;
+
+/// Locate `paths` in one value and append two numbers per path to `out`:
+/// the start and length of the value found there, or [`ABSENT`] (the path
+/// is not there) or [`INVALID`] (the value is not valid JSON on the way),
+/// each followed by 0. This is what the host computes for the fields a
+/// plugin declares ([`crate::Transform::fields`]), natively, so the plugin
+/// never scans for them itself.
+pub fn locate(json: &[u8], paths: &[FieldPath], out: &mut Vec<i32>) {
+    for path in paths {
+        match find(json, path) {
+            Ok(Some(found)) => match (
+                i32::try_from(found.span.start),
+                i32::try_from(found.raw.len()),
+            ) {
+                (Ok(start), Ok(len)) => out.extend([start, len]),
+                _ => out.extend([INVALID, 0]),
+            },
+            Ok(None) => out.extend([ABSENT, 0]),
+            Err(_) => out.extend([INVALID, 0]),
+        }
+    }
+}
+
+/// The value a [`locate`] span points at: `Ok(None)` for [`ABSENT`],
+/// `Err` for [`INVALID`] or a span outside `json`.
+pub fn located<'a>(json: &'a [u8], start: i32, len: i32) -> Result<Option<Found<'a>>, ScanError> {
+    if start == ABSENT {
+        return Ok(None);
+    }
+    let invalid = ScanError {
+        at: 0,
+        expected: "a valid JSON value",
+    };
+    let (Ok(start), Ok(len)) = (usize::try_from(start), usize::try_from(len)) else {
+        return Err(invalid);
+    };
+    let raw = json.get(start..start + len).ok_or(invalid)?;
+    Ok(Some(Found {
+        raw,
+        span: start..start + len,
+    }))
+}
+
 /// Find the value at `path` in `json`. `Ok(None)` when a member on the way
 /// is absent or a value on the way is not an object (or an array indexed by
 /// a number in range).
@@ -311,6 +358,33 @@ impl<'a> Edits<'a> {
         }
         let end = scanner.skip_value(start)?;
         self.push(start..end, raw, path.as_str())
+    }
+
+    /// Add member `key` with `raw` JSON to `object`, a JSON object found in
+    /// this document that has no member `key` (e.g. located by the host).
+    pub fn insert(&mut self, object: &Found<'_>, key: &str, raw: Vec<u8>) -> Result<(), EditError> {
+        if !object.is_object() {
+            return Err(EditError::NotWritable(key.to_string()));
+        }
+        let close = object.span.end - 1;
+        let empty = object.raw[1..object.raw.len() - 1]
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'));
+        let already = self
+            .changes
+            .iter()
+            .any(|(r, _)| r.start == close && r.end == close);
+        if self.nested_at.contains(&close) {
+            return Err(EditError::Overlap(key.to_string()));
+        }
+        let mut text = Vec::with_capacity(raw.len() + key.len() + 4);
+        if !empty || already {
+            text.push(b',');
+        }
+        write_string(&mut text, key);
+        text.push(b':');
+        text.extend_from_slice(&raw);
+        self.push(close..close, text, key)
     }
 
     fn push(&mut self, range: Range<usize>, raw: Vec<u8>, path: &str) -> Result<(), EditError> {
@@ -644,6 +718,38 @@ mod tests {
         assert_eq!(keys, ["a", "s", "o", "z"]);
         assert_eq!(members(doc, Some(&path("o.e"))).unwrap().unwrap(), vec![]);
         assert_eq!(members(doc, Some(&path("a"))).unwrap(), None);
+    }
+
+    #[test]
+    fn locate_gives_spans_that_found_reads_back() {
+        let doc = DOC.as_bytes();
+        let paths = [path("o.n.1.k"), path("missing"), path("a")];
+        let mut spans = Vec::new();
+        locate(doc, &paths, &mut spans);
+        assert_eq!(spans[2..4], [ABSENT, 0]);
+        let k = located(doc, spans[0], spans[1]).unwrap().unwrap();
+        assert_eq!(k, find(doc, &paths[0]).unwrap().unwrap());
+        assert_eq!(located(doc, spans[2], spans[3]).unwrap(), None);
+        let mut bad = Vec::new();
+        locate(br#"{"x":"#, &[path("a")], &mut bad);
+        assert_eq!(bad, [INVALID, 0]);
+        assert!(located(doc, INVALID, 0).is_err());
+        assert!(located(doc, 1000, 5).is_err());
+    }
+
+    #[test]
+    fn insert_adds_a_member_to_a_found_object() {
+        let doc = br#"{"a":{ },"b":{"x":1}}"#;
+        let mut edits = Edits::new(doc);
+        let a = find(doc, &path("a")).unwrap().unwrap();
+        let b = find(doc, &path("b")).unwrap().unwrap();
+        edits.insert(&a, "k", b"1".to_vec()).unwrap();
+        edits.insert(&a, "l", b"2".to_vec()).unwrap();
+        edits.insert(&b, "y", b"3".to_vec()).unwrap();
+        assert_eq!(
+            edits.finish().unwrap(),
+            br#"{"a":{ "k":1,"l":2},"b":{"x":1,"y":3}}"#
+        );
     }
 
     #[test]

@@ -301,6 +301,9 @@ pub type Edit = bindings::sluice::plugin::types::Edit;
 /// ([`Transform::needs`]): `Needs::HEADERS`, `Needs::ORIGINS`.
 pub type Needs = bindings::sluice::plugin::types::Needs;
 
+/// What `init` tells the host: needs and declared fields.
+pub type PluginInfo = bindings::sluice::plugin::types::PluginInfo;
+
 /// One Kafka record header (`key`, raw `value` bytes).
 pub type Header = bindings::sluice::plugin::types::Header;
 
@@ -328,6 +331,14 @@ pub trait Transform: Sized + 'static {
     /// for neither.
     fn needs(&self) -> Needs {
         Needs::empty()
+    }
+
+    /// The dotted paths this plugin reads or edits in every event. The host
+    /// locates them in each value natively and hands the spans over with the
+    /// batch, so [`Event::field`] reads them without scanning the JSON in the
+    /// sandbox. The default declares none.
+    fn fields(&self) -> Vec<FieldPath> {
+        Vec::new()
     }
 
     /// Decides what happens to one event.
@@ -386,7 +397,7 @@ macro_rules! export_transform {
             {
                 fn init(
                     config: ::std::string::String,
-                ) -> ::core::result::Result<$crate::Needs, ::std::string::String> {
+                ) -> ::core::result::Result<$crate::PluginInfo, ::std::string::String> {
                     $crate::__private::init::<$ty>(&__SLUICE_INSTANCE, config)
                 }
 
@@ -416,7 +427,7 @@ pub mod __private {
     use std::cell::RefCell;
     use std::thread::LocalKey;
 
-    use crate::{Config, Event, Needs, Outcome, Sink, Transform};
+    use crate::{Config, Event, Outcome, PluginInfo, Sink, Transform};
 
     pub use wit_bindgen;
 
@@ -429,13 +440,23 @@ pub mod __private {
     pub type Slot<T> = LocalKey<RefCell<Option<T>>>;
 
     /// Implements `transformer.init`.
-    pub fn init<T: Transform>(slot: &'static Slot<T>, config: String) -> Result<Needs, String> {
+    pub fn init<T: Transform>(
+        slot: &'static Slot<T>,
+        config: String,
+    ) -> Result<PluginInfo, String> {
         install_panic_hook();
         let config = Config::from_json_str(&config)?;
         let instance = T::init(config)?;
-        let needs = instance.needs();
+        let info = PluginInfo {
+            needs: instance.needs(),
+            fields: instance
+                .fields()
+                .iter()
+                .map(|f| f.as_str().to_string())
+                .collect(),
+        };
         slot.with(|cell| *cell.borrow_mut() = Some(instance));
-        Ok(needs)
+        Ok(info)
     }
 
     /// Implements `transformer.process`.
@@ -471,13 +492,19 @@ pub mod __private {
     }
 
     /// Implements `sinker.init`.
-    pub fn sink_init<T: Sink>(slot: &'static Slot<T>, config: String) -> Result<Needs, String> {
+    pub fn sink_init<T: Sink>(
+        slot: &'static Slot<T>,
+        config: String,
+    ) -> Result<PluginInfo, String> {
         install_panic_hook();
         let config = Config::from_json_str(&config)?;
         let instance = T::init(config)?;
-        let needs = instance.needs();
+        let info = PluginInfo {
+            needs: instance.needs(),
+            fields: Vec::new(),
+        };
         slot.with(|cell| *cell.borrow_mut() = Some(instance));
-        Ok(needs)
+        Ok(info)
     }
 
     /// Implements `sinker.write`.

@@ -70,7 +70,7 @@ macro_rules! export_sink {
             {
                 fn init(
                     config: ::std::string::String,
-                ) -> ::core::result::Result<$crate::Needs, ::std::string::String> {
+                ) -> ::core::result::Result<$crate::PluginInfo, ::std::string::String> {
                     $crate::__private::sink_init::<$ty>(&__SLUICE_SINK, config)
                 }
 

@@ -41,7 +41,8 @@ pub fn init<T: Transform>(config_json: &str) -> Result<T, String> {
 /// ```
 pub fn run<T: Transform>(config_json: &str, batch: Vec<Event<'_>>) -> Result<Vec<Outcome>, String> {
     let mut instance = init::<T>(config_json)?;
-    let laid_out = crate::wire::batch(&batch);
+    let mut laid_out = crate::wire::batch(&batch);
+    crate::wire::locate_fields(&mut laid_out, &instance.fields(), true);
     let views = crate::wire::events(&laid_out)?;
     let outcomes = crate::__private::run_batch(&mut instance, &views)?;
     crate::wire::decode(crate::wire::encode(outcomes))

@@ -26,6 +26,14 @@ pub fn events(batch: &wit::Batch) -> Result<Vec<Event<'_>>, String> {
     }
     let with_headers = batch.headers.len() == count;
     let with_origins = batch.origins.len() == count;
+    // Two numbers per declared field per event.
+    let per_event = batch.field_spans.len().checked_div(count).unwrap_or(0);
+    if per_event * count != batch.field_spans.len() || per_event % 2 != 0 {
+        return Err(format!(
+            "malformed batch: {} field spans for {count} events",
+            batch.field_spans.len()
+        ));
+    }
     let mut events = Vec::with_capacity(count);
     let (mut value_at, mut key_at) = (0usize, 0usize);
     for i in 0..count {
@@ -57,9 +65,33 @@ pub fn events(batch: &wit::Batch) -> Result<Vec<Event<'_>>, String> {
             } else {
                 None
             },
+            located: &batch.field_spans[i * per_event..(i + 1) * per_event],
         });
     }
     Ok(events)
+}
+
+/// Locate `fields` in every value of `batch` into its `field_spans`, as the
+/// host does for a plugin's declared fields. `validate` also marks every
+/// field of a value that is not valid JSON as invalid (the host only sends
+/// valid JSON; native tests may not).
+pub fn locate_fields(batch: &mut wit::Batch, fields: &[crate::FieldPath], validate: bool) {
+    batch.field_spans.clear();
+    if fields.is_empty() {
+        return;
+    }
+    let mut at = 0usize;
+    for &len in &batch.value_lens {
+        let value = &batch.values[at..at + len as usize];
+        at += len as usize;
+        if validate && serde_json::from_slice::<serde::de::IgnoredAny>(value).is_err() {
+            for _ in fields {
+                batch.field_spans.extend([crate::json::INVALID, 0]);
+            }
+        } else {
+            crate::json::locate(value, fields, &mut batch.field_spans);
+        }
+    }
 }
 
 /// Lay out one outcome per event by index.
@@ -158,6 +190,7 @@ pub fn batch(events: &[Event<'_>]) -> wit::Batch {
         timestamps: Vec::with_capacity(events.len()),
         headers: Vec::with_capacity(events.len()),
         origins: Vec::new(),
+        field_spans: Vec::new(),
     };
     let with_origins = events.iter().all(|e| e.origin.is_some()) && !events.is_empty();
     for event in events {
@@ -198,6 +231,7 @@ mod tests {
                 timestamp_ms: Some(5),
                 headers: &[],
                 origin: Some(&origin),
+                located: &[],
             },
             Event {
                 key: None,
@@ -205,6 +239,7 @@ mod tests {
                 timestamp_ms: None,
                 headers: &[],
                 origin: Some(&origin),
+                located: &[],
             },
         ];
         let laid_out = batch(&original);

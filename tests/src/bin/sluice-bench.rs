@@ -444,6 +444,7 @@ fn chain(scale: f64) -> anyhow::Result<()> {
     let mut native_rates = Vec::new();
     let mut wasm_rates = Vec::new();
     let mut outputs = (0, 0);
+    let shared: Vec<bytes::Bytes> = values.iter().cloned().map(bytes::Bytes::from).collect();
     let mut wasm_three = wasm_chain(&CHAIN_CONFIGS)?;
     let mut wasm_filter = wasm_chain(&CHAIN_CONFIGS[..1])?;
     let mut native_filter_rates = Vec::new();
@@ -453,11 +454,11 @@ fn chain(scale: f64) -> anyhow::Result<()> {
         let (rate, out) = native_rules(&values, 3)?;
         native_rates.push(rate);
         outputs.0 = out;
-        let (rate, out) = run_wasm(&mut wasm_three, &values)?;
+        let (rate, out) = run_wasm(&mut wasm_three, &shared)?;
         wasm_rates.push(rate);
         outputs.1 = out;
         native_filter_rates.push(native_rules(&values, 1)?.0);
-        wasm_filter_rates.push(run_wasm(&mut wasm_filter, &values)?.0);
+        wasm_filter_rates.push(run_wasm(&mut wasm_filter, &shared)?.0);
     }
     anyhow::ensure!(
         outputs.0 == outputs.1,
@@ -515,9 +516,11 @@ fn wasm_chain(configs: &[(&str, &str)]) -> anyhow::Result<sluice::runtime::Chain
     Ok(sluice::runtime::Chain::new("bench", links, 0))
 }
 
+/// The host's chain over `values` (shared buffers, as the stage hands them
+/// over after decoding; the native run borrows them likewise).
 fn run_wasm(
     chain: &mut sluice::runtime::Chain,
-    values: &[Vec<u8>],
+    values: &[bytes::Bytes],
 ) -> anyhow::Result<(f64, usize)> {
     use sluice::runtime::Event;
     let started = Instant::now();
@@ -546,8 +549,10 @@ fn run_wasm(
 }
 
 /// The first `rules` of filter → redact → enrich, natively: the same rule
-/// code through the SDK's `Transform` impls on borrowed views, outcomes
-/// applied as the host's chain applies them, no sandbox and no boundary.
+/// code through the SDK's `Transform` impls on views of the same flat
+/// buffers with the same located fields the host sends, outcomes applied as
+/// the host's chain applies them (modified values checked to be JSON, as the
+/// host does); no sandbox and no boundary.
 fn native_rules(values: &[Vec<u8>], rules: usize) -> anyhow::Result<(f64, usize)> {
     use sluice_sdk::Transform;
     use std::borrow::Cow;
@@ -563,10 +568,21 @@ fn native_rules(values: &[Vec<u8>], rules: usize) -> anyhow::Result<(f64, usize)
         let mut batch: Vec<Cow<'_, [u8]>> = chunk.iter().map(|v| Cow::Borrowed(&v[..])).collect();
         for rule in 0..rules {
             let outcomes = {
+                // As the host lays a batch out for a plugin: flat buffers
+                // plus the spans of the rule's declared fields, located here
+                // natively, as the host does for the wasm run.
                 let views: Vec<sluice_sdk::Event<'_>> = batch
                     .iter()
                     .map(|v| sluice_sdk::Event::new(&v[..]))
                     .collect();
+                let mut laid_out = sluice_sdk::wire::batch(&views);
+                let fields = match rule {
+                    0 => filter.fields(),
+                    1 => redact.fields(),
+                    _ => enrich.fields(),
+                };
+                sluice_sdk::wire::locate_fields(&mut laid_out, &fields, false);
+                let views = sluice_sdk::wire::events(&laid_out).map_err(anyhow::Error::msg)?;
                 match rule {
                     0 => filter.process_batch(&views),
                     1 => redact.process_batch(&views),
@@ -591,9 +607,13 @@ fn apply_native<'a>(
     for (value, outcome) in batch.into_iter().zip(outcomes) {
         match outcome {
             sluice_sdk::Outcome::Keep => next.push(value),
-            sluice_sdk::Outcome::Modify(change) => {
-                next.push(change.value.map(Cow::Owned).unwrap_or(value))
-            }
+            sluice_sdk::Outcome::Modify(change) => match change.value {
+                Some(new) if serde_json::from_slice::<serde::de::IgnoredAny>(&new).is_ok() => {
+                    next.push(Cow::Owned(new))
+                }
+                Some(_) => {}
+                None => next.push(value),
+            },
             sluice_sdk::Outcome::FanOut(new) => {
                 next.extend(new.into_iter().map(|e| Cow::Owned(e.value)))
             }
