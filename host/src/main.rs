@@ -60,8 +60,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Replay(args) => sluice::replay::main(&args),
         Command::Plugin(args) => sluice::plugins::cli::main(&args),
-        Command::Validate { config } => match sluice::validate::validate(&config) {
-            Ok(_) => {
+        Command::Validate { config } => match sluice::validate::validate_with_plugins(&config) {
+            Ok((_, plugins)) => {
+                for line in plugins {
+                    println!("{line}");
+                }
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
             }

@@ -9,14 +9,21 @@ use crate::schema::LoadedSchema;
 /// Check a configuration file and everything it references; returns the
 /// loaded config when there is no problem.
 pub fn validate(path: &Path) -> Result<LoadedConfig, Diagnostics> {
+    validate_with_plugins(path).map(|(loaded, _)| loaded)
+}
+
+/// [`validate`], plus one line per checked plugin saying which component
+/// it is and which contract version it exports (`sluice validate` prints
+/// them).
+pub fn validate_with_plugins(path: &Path) -> Result<(LoadedConfig, Vec<String>), Diagnostics> {
     let (loaded, mut problems) = config::load_checked(path);
     let Some(loaded) = loaded else {
         return Err(problems);
     };
     check_schemas(&loaded, &mut problems);
-    crate::runtime::check_plugins(&loaded, &mut problems);
+    let plugins = crate::runtime::check_plugins(&loaded, &mut problems);
     problems.into_result()?;
-    Ok(loaded)
+    Ok((loaded, plugins))
 }
 
 fn check_schemas(loaded: &LoadedConfig, problems: &mut Diagnostics) {

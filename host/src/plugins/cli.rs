@@ -139,7 +139,7 @@ async fn run(args: &PluginArgs) -> anyhow::Result<String> {
 }
 
 fn table(body: &serde_json::Value) -> String {
-    let mut out = String::from("NAME\tACTIVE\tSHA256\tDEPLOYED AT\tBY\tHOSTS\n");
+    let mut out = String::from("NAME\tACTIVE\tSHA256\tCONTRACT\tDEPLOYED AT\tBY\tHOSTS\n");
     for plugin in body.as_array().into_iter().flatten() {
         let active = plugin["active_version"].as_u64();
         let deployed = plugin["deployed_at_ms"]
@@ -163,10 +163,11 @@ fn table(body: &serde_json::Value) -> String {
             .collect();
         let sha = plugin["sha256"].as_str().unwrap_or("-");
         out.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
             plugin["name"].as_str().unwrap_or_default(),
             active.map_or("-".into(), |v| format!("v{v}")),
             &sha[..sha.len().min(12)],
+            plugin["contract"].as_str().unwrap_or("-"),
             deployed,
             plugin["deployed_by"].as_str().unwrap_or("-"),
             if hosts.is_empty() {

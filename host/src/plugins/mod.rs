@@ -111,6 +111,8 @@ pub struct PluginReport {
     pub active_version: Option<u32>,
     /// Its sha256.
     pub sha256: Option<String>,
+    /// The contract version it exports (`0.2.0`, `0.1.0`).
+    pub contract: Option<String>,
     /// When it was made active, epoch ms.
     pub deployed_at_ms: Option<i64>,
     /// The host that made it active.
@@ -393,6 +395,7 @@ impl PluginService {
                     chunks: bytes.chunks(store::CHUNK_BYTES).count() as u32,
                     published_at_ms: now_ms(),
                     published_by: self.host.clone(),
+                    contract: Some(plugin.contract().to_string()),
                 };
                 self.store
                     .publish_version(&record, bytes)
@@ -498,6 +501,7 @@ impl PluginService {
                     name: name.clone(),
                     active_version: active.map(|a| a.version),
                     sha256: stored.map(|s| s.record.sha256.clone()),
+                    contract: stored.and_then(|s| s.record.contract.clone()),
                     deployed_at_ms: active.map(|a| a.at_ms),
                     deployed_by: active.map(|a| a.by.clone()),
                     action: active.map(|a| a.action.clone()),

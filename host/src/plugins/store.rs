@@ -54,6 +54,10 @@ pub struct VersionRecord {
     pub published_at_ms: i64,
     /// The host that validated and published it.
     pub published_by: String,
+    /// The contract version the component exports (`0.2.0`); absent in
+    /// records written before hosts recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
 }
 
 /// Which version of a plugin every host should run.
@@ -433,6 +437,7 @@ mod tests {
             chunks: bytes.chunks(4).count() as u32,
             published_at_ms: 1,
             published_by: "h".into(),
+            contract: Some("0.2.0".into()),
         }
     }
 

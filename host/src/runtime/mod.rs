@@ -74,9 +74,12 @@ pub fn plugin_config_json(stage: &StageConfig, name: &str) -> String {
 /// `sluice validate`'s plugin checks: every chained plugin exists, is a
 /// component of the `transform` world, and accepts its stage's config; every
 /// sink plugin is a component of the `sink` world and accepts its config.
-pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
+/// Returns a line per plugin that passed, naming the contract version it
+/// exports (`stage `clean`: filter 3f2a9c1b0d4e, sluice:plugin@0.2.0 transform`).
+pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) -> Vec<String> {
+    let mut passed = Vec::new();
     if loaded.config.stages.is_empty() {
-        return;
+        return passed;
     }
     // The same cache as `sluice run`, which validates first: each component
     // is compiled once, not once here and again at start-up.
@@ -87,7 +90,7 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
                 &loaded.path,
                 format!("{e:#}"),
             ));
-            return;
+            return passed;
         }
     };
     let io = match tokio::runtime::Builder::new_current_thread()
@@ -100,7 +103,7 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
                 &loaded.path,
                 format!("cannot start an async runtime: {e}"),
             ));
-            return;
+            return passed;
         }
     };
     for (i, stage) in loaded.config.stages.iter().enumerate() {
@@ -133,11 +136,20 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
                             &plugin_config_json(stage, name.get_ref()),
                             limits,
                         )
-                        .map(drop)
+                        .map(|_| {
+                            plugin_line(
+                                stage,
+                                &plugin.name,
+                                plugin.version(),
+                                plugin.contract(),
+                                "transform",
+                            )
+                        })
                         .map_err(|e| e.to_string())
                 });
-            if let Err(message) = checked {
-                problems.push(loaded.problem_at(name, &key, message));
+            match checked {
+                Ok(line) => passed.push(line),
+                Err(message) => problems.push(loaded.problem_at(name, &key, message)),
             }
         }
         if let Some(sink) = &stage.sink {
@@ -170,12 +182,35 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) {
                             limits,
                             crate::sink::Session::new(grants),
                         )
-                        .map(drop)
+                        .map(|_| {
+                            plugin_line(
+                                stage,
+                                &plugin.name,
+                                plugin.version(),
+                                plugin.contract(),
+                                "sink",
+                            )
+                        })
                         .map_err(|e| e.to_string())
                 });
-            if let Err(message) = checked {
-                problems.push(loaded.problem_at(sink, &key, message));
+            match checked {
+                Ok(line) => passed.push(line),
+                Err(message) => problems.push(loaded.problem_at(sink, &key, message)),
             }
         }
     }
+    passed
+}
+
+fn plugin_line(
+    stage: &StageConfig,
+    name: &str,
+    version: &str,
+    contract: &str,
+    world: &str,
+) -> String {
+    format!(
+        "stage `{}`: plugin `{name}` {version} exports sluice:plugin@{contract} ({world})",
+        stage.name.get_ref()
+    )
 }
