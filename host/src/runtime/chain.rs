@@ -204,7 +204,8 @@ impl Chain {
         &mut self.links
     }
 
-    /// Run every plugin in order over `events`.
+    /// Run every plugin in order over `events`, whose values must be valid
+    /// JSON (what plugins are promised; the stage decodes them from Avro).
     pub fn run(&mut self, mut events: Vec<Event>) -> ChainOutput {
         // Events and their bookkeeping live in parallel vectors so each
         // plugin gets the batch by reference, without a copy per plugin.
@@ -245,13 +246,13 @@ impl Chain {
                     Ok(Outcome::Modify(value, edits)) => {
                         // Every plugin may rely on getting valid JSON; the
                         // one that broke it is named in the dead letter.
-                        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&value) {
+                        if let Some(error) = not_json(&value) {
                             counts.failed += 1;
                             out.failures.push(Failure {
                                 source: m.source,
                                 plugin: name.clone(),
                                 version: version.clone(),
-                                error: format!("plugin output is not JSON: {e}"),
+                                error,
                             });
                             continue;
                         }
@@ -263,12 +264,32 @@ impl Chain {
                         next_meta.push(m.touched(&identity));
                     }
                     Ok(Outcome::Replace(new)) => {
+                        if let Some(error) = not_json(&new.value) {
+                            counts.failed += 1;
+                            out.failures.push(Failure {
+                                source: m.source,
+                                plugin: name.clone(),
+                                version: version.clone(),
+                                error,
+                            });
+                            continue;
+                        }
                         counts.modified += 1;
                         next_events.push(new);
                         next_meta.push(m.touched(&identity));
                     }
                     Ok(Outcome::Drop) => counts.dropped += 1,
                     Ok(Outcome::FanOut(created)) => {
+                        if let Some(error) = created.iter().find_map(|e| not_json(&e.value)) {
+                            counts.failed += 1;
+                            out.failures.push(Failure {
+                                source: m.source,
+                                plugin: name.clone(),
+                                version: version.clone(),
+                                error,
+                            });
+                            continue;
+                        }
                         counts.modified += 1;
                         let m = m.touched(&identity);
                         for mut new in created {
@@ -307,6 +328,15 @@ impl Chain {
             .collect();
         out
     }
+}
+
+/// Why `value` is not JSON, if it is not. Plugins may rely on getting valid
+/// JSON: the host decodes inputs from Avro and checks every value a plugin
+/// returns before the next one sees it.
+fn not_json(value: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(value)
+        .err()
+        .map(|e| format!("plugin output is not JSON: {e}"))
 }
 
 #[derive(Default)]
