@@ -70,6 +70,19 @@ fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
+/// Append `"name":`. Avro names (`[A-Za-z_][A-Za-z0-9_]*`) need no
+/// escaping; anything else goes through serde_json.
+fn key(out: &mut Vec<u8>, name: &str) {
+    if name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+    } else {
+        put(out, name);
+        out.push(b':');
+    }
+}
+
 impl<'a> Transcoder<'a, '_> {
     fn long(&mut self) -> Result<i64, String> {
         let mut value: u64 = 0;
@@ -235,8 +248,7 @@ impl<'a> Transcoder<'a, '_> {
                     if i > 0 {
                         out.push(b',');
                     }
-                    put(out, field.name.as_str());
-                    out.push(b':');
+                    key(out, &field.name);
                     self.value(&field.schema, out)?;
                 }
                 out.push(b'}');
