@@ -126,11 +126,23 @@ impl LoadedSchema {
         self.encode_input(node)
     }
 
-    fn encode_input<'a, I: Input<'a>>(&self, json: I) -> Result<Vec<u8>, FieldError> {
-        let mut out = Vec::with_capacity(HEADER_LEN + 256);
+    /// Validate `json` and append its framed record to `out` (for callers
+    /// that pack many records into one buffer). On error `out` is left as it
+    /// was.
+    pub fn append_encoded<'a, I: Input<'a>>(
+        &self,
+        json: I,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FieldError> {
+        let mark = out.len();
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.fingerprint);
-        from_json::encode(&self.schema, json, &mut out)?;
+        from_json::encode(&self.schema, json, out).inspect_err(|_| out.truncate(mark))
+    }
+
+    fn encode_input<'a, I: Input<'a>>(&self, json: I) -> Result<Vec<u8>, FieldError> {
+        let mut out = Vec::with_capacity(HEADER_LEN + 256);
+        self.append_encoded(json, &mut out)?;
         Ok(out)
     }
 

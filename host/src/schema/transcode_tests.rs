@@ -355,6 +355,13 @@ fn check_valid(schema: &LoadedSchema, value: &Json) -> Result<(), TestCaseError>
     let old = old_encode(schema, &parsed);
     let new = schema.encode_json_bytes(&text);
     let from_value = schema.encode_json(&parsed);
+    let mut packed = b"prefix".to_vec();
+    let appended = schema.append_encoded(&parsed, &mut packed);
+    prop_assert_eq!(appended.is_ok(), new.is_ok());
+    match &new {
+        Ok(framed) => prop_assert_eq!(&packed[6..], &framed[..]),
+        Err(_) => prop_assert_eq!(&packed[..], b"prefix"),
+    }
     match (&old, &new) {
         (Ok(a), Ok(b)) => {
             prop_assert!(same_datum(schema, a, b), "datums differ for {}", value);
