@@ -181,7 +181,8 @@ impl<'d> JsonNode<'d> {
         }
     }
 
-    /// Number of items (array) or key/value pairs (object); 0 otherwise.
+    /// Number of items (array) or key/value pairs (object), counted by a
+    /// walk over the tape; 0 otherwise.
     pub fn len(&self) -> usize {
         match self.token().kind {
             Kind::Array => self.items().count(),

@@ -334,4 +334,6 @@ mod bench_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod transcode_cases;
+#[cfg(test)]
 mod transcode_tests;
