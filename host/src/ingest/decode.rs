@@ -6,7 +6,7 @@ use axum::http::header::CONTENT_TYPE;
 use serde_json::Value as Json;
 
 use super::errors::{ApiError, Rejected};
-use crate::schema::{self, SchemaSet};
+use crate::schema::{self, JsonDoc, JsonKind, JsonNode, SchemaSet};
 
 /// Body formats ingest reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,15 +68,31 @@ fn content_type_of(format: Format) -> &'static [&'static str] {
     }
 }
 
-/// Parse a single-event body.
-pub fn single(
+/// A single-event body, read.
+pub enum Single<'b> {
+    /// A JSON document (the event is its root).
+    Json(JsonDoc<'b>),
+    /// An Avro body: its natural JSON (for routing and, when the route's
+    /// schema differs, re-encoding) and, if it was single-object framed with
+    /// a known schema, that schema's fingerprint: the body can then be
+    /// forwarded as is.
+    Avro {
+        /// Natural JSON of the record.
+        json: Vec<u8>,
+        /// Fingerprint of a framed body's (known) schema.
+        framed: Option<[u8; 8]>,
+    },
+}
+
+/// Read a single-event body.
+pub fn single<'b>(
     format: Format,
-    body: &[u8],
+    body: &'b [u8],
     schemas: &SchemaSet,
     default_schema: &schema::LoadedSchema,
-) -> Result<Json, Rejected> {
+) -> Result<Single<'b>, Rejected> {
     match format {
-        Format::Json => parse_json(body, 0),
+        Format::Json => parse_json(body, 0).map(Single::Json),
         Format::Avro => decode_avro(body, schemas, default_schema),
         Format::Ndjson => Err(Rejected {
             index: 0,
@@ -86,17 +102,48 @@ pub fn single(
     }
 }
 
-/// Parse a batch body into its events; an event that cannot be read at all
-/// comes back as its rejection.
-pub fn batch(format: Format, body: &[u8]) -> Result<Vec<Result<Json, Rejected>>, Rejected> {
+/// A batch body, read: one document holding an array, or one per line.
+pub enum Batch<'b> {
+    /// `application/json`: an array of events.
+    Array(JsonDoc<'b>),
+    /// NDJSON: each non-blank line, or why it could not be read.
+    Lines(Vec<Result<JsonDoc<'b>, Rejected>>),
+}
+
+impl Batch<'_> {
+    /// The events in order; an event that cannot be read at all comes back
+    /// as its rejection.
+    pub fn events(&self) -> Vec<Result<JsonNode<'_>, Rejected>> {
+        match self {
+            Batch::Array(doc) => doc.root().items().map(Ok).collect(),
+            Batch::Lines(lines) => lines
+                .iter()
+                .map(|line| line.as_ref().map(JsonDoc::root).map_err(Clone::clone))
+                .collect(),
+        }
+    }
+}
+
+/// Read a batch body without building a tree per event.
+pub fn batch(format: Format, body: &[u8]) -> Result<Batch<'_>, Rejected> {
     match format {
         Format::Json => {
-            let items: Vec<Json> = serde_json::from_slice(body).map_err(|e| Rejected {
+            let unreadable = |e: serde_json::Error| Rejected {
                 index: 0,
                 field: String::new(),
                 reason: format!("body is not a JSON array of events: {e}"),
-            })?;
-            Ok(items.into_iter().map(Ok).collect())
+            };
+            match JsonDoc::parse(body) {
+                Ok(doc) if doc.root().kind() == JsonKind::Array => Ok(Batch::Array(doc)),
+                // Not an array, or not JSON: serde_json words the answer as
+                // it always did (a cold path).
+                _ => match serde_json::from_slice::<Vec<Json>>(body) {
+                    Err(e) => Err(unreadable(e)),
+                    Ok(items) => JsonDoc::from_value(&Json::Array(items))
+                        .map(Batch::Array)
+                        .map_err(unreadable),
+                },
+            }
         }
         Format::Ndjson => {
             let text = std::str::from_utf8(body).map_err(|e| Rejected {
@@ -104,12 +151,13 @@ pub fn batch(format: Format, body: &[u8]) -> Result<Vec<Result<Json, Rejected>>,
                 field: String::new(),
                 reason: format!("body is not UTF-8: {e}"),
             })?;
-            Ok(text
-                .lines()
-                .filter(|line| !line.trim().is_empty())
-                .enumerate()
-                .map(|(index, line)| parse_json(line.as_bytes(), index))
-                .collect())
+            Ok(Batch::Lines(
+                text.lines()
+                    .filter(|line| !line.trim().is_empty())
+                    .enumerate()
+                    .map(|(index, line)| parse_json(line.as_bytes(), index))
+                    .collect(),
+            ))
         }
         Format::Avro => Err(Rejected {
             index: 0,
@@ -119,7 +167,7 @@ pub fn batch(format: Format, body: &[u8]) -> Result<Vec<Result<Json, Rejected>>,
     }
 }
 
-fn parse_json(bytes: &[u8], index: usize) -> Result<Json, Rejected> {
+fn parse_json(bytes: &[u8], index: usize) -> Result<JsonDoc<'_>, Rejected> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Rejected {
             index,
@@ -127,28 +175,32 @@ fn parse_json(bytes: &[u8], index: usize) -> Result<Json, Rejected> {
             reason: "empty body: expected a JSON object".into(),
         });
     }
-    serde_json::from_slice(bytes).map_err(|e| Rejected {
+    JsonDoc::parse(bytes).map_err(|e| Rejected {
         index,
         field: String::new(),
         reason: format!("invalid JSON: {e}"),
     })
 }
 
-fn decode_avro(
-    body: &[u8],
+/// Validate an Avro body in one pass (every length checked before use, no
+/// tree) and render its natural JSON.
+fn decode_avro<'b>(
+    body: &'b [u8],
     schemas: &SchemaSet,
     default_schema: &schema::LoadedSchema,
-) -> Result<Json, Rejected> {
+) -> Result<Single<'b>, Rejected> {
     let reject = |reason: String| Rejected {
         index: 0,
         field: String::new(),
         reason,
     };
-    let value = if body.starts_with(&schema::MAGIC) {
-        schemas.decode(body).map(|(_, v)| v)
+    let (json, framed) = if body.starts_with(&schema::MAGIC) {
+        schemas
+            .decode_to_json(body)
+            .map(|(found, json)| (json, Some(found.fingerprint)))
     } else {
-        default_schema.decode_datum(body)
+        default_schema.datum_to_json(body).map(|json| (json, None))
     }
     .map_err(|e| reject(format!("invalid Avro body: {e:#}")))?;
-    schema::avro_to_json(&value).map_err(|e| reject(format!("{e:#}")))
+    Ok(Single::Avro { json, framed })
 }

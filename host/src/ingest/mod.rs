@@ -26,12 +26,11 @@ use futures::StreamExt;
 use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
-use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 
 use crate::config::{AckMode, IngestConfig, LoadedConfig, interpolate_env};
 use crate::kafka::{BrokerHealth, Producer};
-use crate::schema::{LoadedSchema, SchemaSet};
+use crate::schema::{JsonDoc, JsonKind, JsonNode, LoadedSchema, SchemaSet};
 
 /// How much longer than `ack_timeout_ms` a request waits for the broker's
 /// acknowledgement before it counts as not acknowledged (see `watch_acks`).
@@ -55,7 +54,8 @@ struct Route {
 struct Prepared {
     route: usize,
     key: Option<String>,
-    payload: Vec<u8>,
+    /// The framed record (a forwarded Avro body shares the request's bytes).
+    payload: Bytes,
 }
 
 /// Shared state of the ingest routes.
@@ -232,39 +232,54 @@ impl Ingest {
         }
     }
 
-    /// Route, validate and encode one event.
-    fn prepare(&self, index: usize, event: &Json) -> Result<Prepared, Rejected> {
+    /// Route, validate and encode one event, straight from its JSON.
+    /// `forward` is a framed Avro body and its schema's fingerprint: when the
+    /// route's schema is that schema, the body is produced as is.
+    fn prepare(
+        &self,
+        index: usize,
+        event: JsonNode<'_>,
+        forward: Option<(&Bytes, [u8; 8])>,
+    ) -> Result<Prepared, Rejected> {
         let reject = |field: &str, reason: String| Rejected {
             index,
             field: field.to_string(),
             reason,
         };
-        let object = event
-            .as_object()
-            .ok_or_else(|| reject("", "expected a JSON object".into()))?;
+        if event.kind() != JsonKind::Object {
+            return Err(reject("", "expected a JSON object".into()));
+        }
         let (route_index, route) = self
             .routes
             .iter()
             .enumerate()
             .find(|(_, r)| {
                 r.event_type == "*"
-                    || object.get(&r.type_field).and_then(Json::as_str)
-                        == Some(r.event_type.as_str())
+                    || event
+                        .get(&r.type_field)
+                        .is_some_and(|t| t.str_eq(&r.event_type))
             })
             .ok_or_else(|| {
                 let field = &self.routes[0].type_field;
-                match object.get(field) {
-                    Some(t) => reject(field, format!("no ingest route takes event type {t}")),
+                match event.get(field) {
+                    Some(t) => reject(
+                        field,
+                        format!("no ingest route takes event type {}", t.to_value()),
+                    ),
                     None => reject(field, "required field is missing".into()),
                 }
             })?;
-        let payload = route
-            .schema
-            .encode_json(event)
-            .map_err(|e| reject(&e.field, e.reason))?;
-        let key = object.get(&route.key_field).map(|k| match k {
-            Json::String(s) => s.clone(),
-            other => other.to_string(),
+        let payload = match forward {
+            Some((body, fingerprint)) if fingerprint == route.schema.fingerprint => body.clone(),
+            _ => route
+                .schema
+                .encode_node(event)
+                .map(Bytes::from)
+                .map_err(|e| reject(&e.field, e.reason))?,
+        };
+        let key = event.get(&route.key_field).map(|k| match k.as_str() {
+            Some(s) => s.into_owned(),
+            None => k.to_value().to_string(),
         });
         Ok(Prepared {
             route: route_index,
@@ -298,7 +313,7 @@ impl Ingest {
         let mut enqueue_error = None;
         for event in events {
             let route = &self.routes[event.route];
-            let mut record = FutureRecord::to(&route.topic).payload(&event.payload);
+            let mut record = FutureRecord::to(&route.topic).payload(&event.payload[..]);
             if let Some(key) = &event.key {
                 record = record.key(key);
             }
@@ -439,9 +454,20 @@ async fn post_single(
             message: format!("invalid event: {}", describe(&r)),
             rejected: vec![r],
         };
-        let event = decode::single(format, &bytes, &ingest.schemas, &ingest.routes[0].schema)
+        let single = decode::single(format, &bytes, &ingest.schemas, &ingest.routes[0].schema)
             .map_err(invalid)?;
-        let prepared = ingest.prepare(0, &event).map_err(invalid)?;
+        let prepared = match &single {
+            decode::Single::Json(doc) => ingest.prepare(0, doc.root(), None),
+            decode::Single::Avro { json, framed } => {
+                let doc = JsonDoc::parse(json).map_err(|e| Rejected {
+                    index: 0,
+                    field: String::new(),
+                    reason: format!("invalid Avro body: {e}"),
+                });
+                doc.and_then(|doc| ingest.prepare(0, doc.root(), framed.map(|f| (&bytes, f))))
+            }
+        }
+        .map_err(invalid)?;
         let n = ingest.publish_counted(vec![prepared]).await?;
         Ok(accepted(n, Vec::new()))
     }
@@ -459,11 +485,12 @@ async fn post_batch(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body:
             message: format!("unreadable batch: {}", r.reason),
             rejected: vec![r],
         })?;
-        let total = parsed.len();
+        let events = parsed.events();
+        let total = events.len();
         let mut valid = Vec::with_capacity(total);
         let mut rejected = Vec::new();
-        for (index, event) in parsed.into_iter().enumerate() {
-            match event.and_then(|json| ingest.prepare(index, &json)) {
+        for (index, event) in events.into_iter().enumerate() {
+            match event.and_then(|node| ingest.prepare(index, node, None)) {
                 Ok(prepared) => valid.push(prepared),
                 Err(r) => rejected.push(r),
             }
@@ -536,34 +563,61 @@ pub fn decode_request(
         message: rejected.first().map(describe).unwrap_or_default(),
         rejected,
     };
-    let events = if batch {
-        let format = decode::format(&headers, decode::BATCH_TYPES)?;
-        decode::batch(format, body).map_err(|r| invalid(vec![r]))?
+    let format = if batch {
+        decode::format(&headers, decode::BATCH_TYPES)?
     } else {
-        let format = decode::format(&headers, decode::SINGLE_TYPES)?;
-        vec![decode::single(format, body, schemas, schema)]
+        decode::format(&headers, decode::SINGLE_TYPES)?
     };
-    if events.is_empty() {
+    let encode = |index: usize, node: JsonNode<'_>| {
+        if node.kind() != JsonKind::Object {
+            return Err(Rejected {
+                index,
+                field: String::new(),
+                reason: "expected a JSON object".into(),
+            });
+        }
+        schema.encode_node(node).map_err(|e| Rejected {
+            index,
+            field: e.field,
+            reason: e.reason,
+        })
+    };
+    let results: Vec<Result<Vec<u8>, Rejected>> = if batch {
+        let parsed = decode::batch(format, body).map_err(|r| invalid(vec![r]))?;
+        parsed
+            .events()
+            .into_iter()
+            .enumerate()
+            .map(|(index, event)| event.and_then(|node| encode(index, node)))
+            .collect()
+    } else {
+        vec![
+            decode::single(format, body, schemas, schema).and_then(|single| match single {
+                decode::Single::Json(doc) => encode(0, doc.root()),
+                decode::Single::Avro { json, framed } => {
+                    let doc = JsonDoc::parse(&json).map_err(|e| Rejected {
+                        index: 0,
+                        field: String::new(),
+                        reason: format!("invalid Avro body: {e}"),
+                    })?;
+                    // A framed body of this very schema is forwarded as is,
+                    // as ingest does.
+                    if framed == Some(schema.fingerprint) {
+                        Ok(body.to_vec())
+                    } else {
+                        encode(0, doc.root())
+                    }
+                }
+            }),
+        ]
+    };
+    if results.is_empty() {
         return Err(invalid(Vec::new()));
     }
-    let mut records = Vec::with_capacity(events.len());
+    let mut records = Vec::with_capacity(results.len());
     let mut rejected = Vec::new();
-    for (index, event) in events.into_iter().enumerate() {
-        let encoded = event.and_then(|json| {
-            if !json.is_object() {
-                return Err(Rejected {
-                    index,
-                    field: String::new(),
-                    reason: "expected a JSON object".into(),
-                });
-            }
-            schema.encode_json(&json).map_err(|e| Rejected {
-                index,
-                field: e.field,
-                reason: e.reason,
-            })
-        });
-        match encoded {
+    for result in results {
+        match result {
             Ok(record) => records.push(record),
             Err(r) => rejected.push(r),
         }
@@ -579,3 +633,6 @@ pub fn decode_request(
 pub fn ack_timeout(config: &IngestConfig) -> Duration {
     Duration::from_millis(config.ack_timeout_ms)
 }
+
+#[cfg(test)]
+mod tests;

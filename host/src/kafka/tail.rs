@@ -82,7 +82,11 @@ impl Tail {
                 continue;
             };
             let message = message?;
-            let value = match message.payload().map(|p| self.schemas.decode_json(p)) {
+            let decoded = message.payload().map(|p| {
+                let (_, json) = self.schemas.decode_to_json(p)?;
+                Ok::<_, anyhow::Error>(serde_json::from_slice(&json)?)
+            });
+            let value = match decoded {
                 Some(Ok(json)) => json,
                 Some(Err(e)) => serde_json::json!({"undecodable": format!("{e:#}")}),
                 None => serde_json::Value::Null,

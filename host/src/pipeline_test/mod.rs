@@ -22,7 +22,7 @@ use serde_json::Value as Json;
 use crate::config::{Expectation, ExpectedOutcome, LoadedConfig, StageConfig, TestCase};
 use crate::runtime::bindings::{Event, Origin};
 use crate::runtime::{Chain, Link, Runtime, TransformPlugin, plugin_path};
-use crate::schema::{LoadedSchema, avro_to_json};
+use crate::schema::LoadedSchema;
 
 /// How a run went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -438,7 +438,7 @@ fn normalise(schema: &LoadedSchema, json: &Json) -> anyhow::Result<Json> {
         .encode_json(json)
         .map_err(|e| anyhow::anyhow!("field `{}`: {}", e.field, e.reason))?;
     let (_, datum) = crate::schema::split_frame(&framed)?;
-    avro_to_json(&schema.decode_datum(datum)?)
+    Ok(serde_json::from_slice(&schema.datum_to_json(datum)?)?)
 }
 
 /// Events or expectations from a file: a JSON array, or one value per line.

@@ -60,8 +60,8 @@ impl Sink<'_> {
             Sink::Ndjson(out) => {
                 let json = match json {
                     Some(json) => json,
-                    None => match schemas.decode_json(&record.value) {
-                        Ok(value) => serde_json::to_vec(&value)?,
+                    None => match schemas.decode_to_json(&record.value) {
+                        Ok((_, json)) => json,
                         Err(e) => return Ok(Err(format!("cannot decode output: {e:#}"))),
                     },
                 };

@@ -15,10 +15,15 @@
 //! RFC 3339 string is accepted on input), bytes are strings. Missing fields
 //! with a default take the default.
 
+mod from_json;
 mod guard;
 mod json;
+mod json_doc;
+mod to_json;
 
+pub use from_json::Input;
 pub use json::{FieldError, avro_to_json, json_to_avro};
+pub use json_doc::{JsonDoc, JsonKind, JsonNode};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +32,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use apache_avro::Schema;
 use apache_avro::rabin::Rabin;
+use apache_avro::schema::{Name, ResolvedSchema};
 use apache_avro::types::Value;
 
 /// The two marker bytes that open every single-object-encoded value.
@@ -43,6 +49,8 @@ pub struct LoadedSchema {
     pub fingerprint: [u8; 8],
     /// The file it was read from.
     pub path: PathBuf,
+    /// Named types of the schema, to resolve references while transcoding.
+    names: HashMap<Name, Schema>,
 }
 
 impl LoadedSchema {
@@ -63,6 +71,12 @@ impl LoadedSchema {
                 path.display()
             );
         }
+        let names = ResolvedSchema::try_from(&schema)
+            .with_context(|| format!("{}: cannot resolve named types", path.display()))?
+            .get_names()
+            .iter()
+            .map(|(name, schema)| (name.clone(), (*schema).clone()))
+            .collect();
         let bytes = schema.fingerprint::<Rabin>().bytes;
         let fingerprint: [u8; 8] = bytes
             .as_slice()
@@ -72,6 +86,7 @@ impl LoadedSchema {
             schema,
             fingerprint,
             path: path.to_path_buf(),
+            names,
         })
     }
 
@@ -87,12 +102,75 @@ impl LoadedSchema {
     }
 
     /// Validate natural JSON against the schema and encode it framed.
+    /// Same answers as [`json_to_avro`] then [`LoadedSchema::encode`], in one
+    /// pass without an Avro value.
     pub fn encode_json(&self, json: &serde_json::Value) -> Result<Vec<u8>, FieldError> {
-        let value = json_to_avro(&self.schema, json)?;
-        self.encode(value).map_err(|e| FieldError {
+        self.encode_input(json)
+    }
+
+    /// Validate a JSON document (request bytes) against the schema and
+    /// encode it framed, without building a tree. Unreadable JSON is a
+    /// `FieldError` on the event as a whole: `invalid JSON: ...` with
+    /// serde_json's message.
+    pub fn encode_json_bytes(&self, json: &[u8]) -> Result<Vec<u8>, FieldError> {
+        let doc = JsonDoc::parse(json).map_err(|e| FieldError {
             field: String::new(),
-            reason: format!("{e:#}"),
-        })
+            reason: format!("invalid JSON: {e}"),
+        })?;
+        self.encode_input(doc.root())
+    }
+
+    /// Validate and encode (framed) one value of a parsed [`JsonDoc`], such
+    /// as one event of a batch.
+    pub fn encode_node(&self, node: JsonNode<'_>) -> Result<Vec<u8>, FieldError> {
+        self.encode_input(node)
+    }
+
+    /// Validate `json` and append its framed record to `out` (for callers
+    /// that pack many records into one buffer). On error `out` is left as it
+    /// was.
+    pub fn append_encoded<'a, I: Input<'a>>(
+        &self,
+        json: I,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FieldError> {
+        let mark = out.len();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&self.fingerprint);
+        from_json::encode(&self.schema, json, out).inspect_err(|_| out.truncate(mark))
+    }
+
+    fn encode_input<'a, I: Input<'a>>(&self, json: I) -> Result<Vec<u8>, FieldError> {
+        let mut out = Vec::with_capacity(HEADER_LEN + 256);
+        self.append_encoded(json, &mut out)?;
+        Ok(out)
+    }
+
+    /// Natural JSON bytes of an unframed datum written with this schema, in
+    /// one pass: the same bytes as `serde_json::to_vec(&avro_to_json(
+    /// &self.decode_datum(datum)?)?)`, and an error wherever that fails.
+    pub fn datum_to_json(&self, datum: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(datum.len() * 2 + 64);
+        self.append_datum_json(datum, &mut out)?;
+        Ok(out)
+    }
+
+    /// Append the natural JSON of an unframed datum to `out` (for writers
+    /// that build a line around it). On error `out` is left as it was.
+    pub fn append_datum_json(&self, datum: &[u8], out: &mut Vec<u8>) -> anyhow::Result<()> {
+        let mark = out.len();
+        to_json::datum_to_json(&self.schema, &self.names, datum, out)
+            .map_err(|e| {
+                out.truncate(mark);
+                anyhow::Error::msg(e)
+            })
+            .context("bytes are not a valid Avro datum for this schema")
+    }
+
+    /// Check that an unframed datum is a complete, valid value of this
+    /// schema with a natural JSON form, without keeping anything.
+    pub fn validate_datum(&self, datum: &[u8]) -> anyhow::Result<()> {
+        self.datum_to_json(datum).map(drop)
     }
 
     /// Decode an unframed datum written with this schema. Truncated data is
@@ -207,6 +285,38 @@ impl SchemaSet {
         Ok((schema.clone(), schema.decode_datum(datum)?))
     }
 
+    /// Decode a framed record value to its schema and natural JSON bytes in
+    /// one pass (no Avro or JSON tree; see [`LoadedSchema::datum_to_json`]).
+    pub fn decode_to_json(&self, framed: &[u8]) -> anyhow::Result<(Arc<LoadedSchema>, Vec<u8>)> {
+        let (schema, datum) = self.resolve(framed)?;
+        let json = schema.datum_to_json(datum)?;
+        Ok((schema.clone(), json))
+    }
+
+    /// Append the natural JSON of a framed record value to `out`; the
+    /// record's schema is returned. On error `out` is left as it was.
+    pub fn append_json(
+        &self,
+        framed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> anyhow::Result<&Arc<LoadedSchema>> {
+        let (schema, datum) = self.resolve(framed)?;
+        schema.append_datum_json(datum, out)?;
+        Ok(schema)
+    }
+
+    /// The schema of a framed value and its datum.
+    pub fn resolve<'b>(&self, framed: &'b [u8]) -> anyhow::Result<(&Arc<LoadedSchema>, &'b [u8])> {
+        let (fingerprint, datum) = split_frame(framed)?;
+        let schema = self.get(&fingerprint).with_context(|| {
+            format!(
+                "no known schema has fingerprint {}; add its .avsc to the schema set",
+                hex(&fingerprint)
+            )
+        })?;
+        Ok((schema, datum))
+    }
+
     /// Decode a framed record value straight to natural JSON.
     pub fn decode_json(&self, bytes: &[u8]) -> anyhow::Result<serde_json::Value> {
         let (_, value) = self.decode(bytes)?;
@@ -220,4 +330,10 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
+mod bench_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transcode_cases;
+#[cfg(test)]
+mod transcode_tests;
