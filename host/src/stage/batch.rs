@@ -9,7 +9,7 @@ use rdkafka::message::{BorrowedMessage, Headers};
 
 use crate::runtime::bindings::{Event, Header, Origin};
 use crate::runtime::{Failure, Item};
-use crate::schema::{LoadedSchema, SchemaSet, avro_to_json};
+use crate::schema::{LoadedSchema, SchemaSet};
 
 /// A record to produce.
 #[derive(Debug, Clone)]
@@ -94,10 +94,8 @@ impl Batch {
         let mut events = Vec::with_capacity(self.records.len());
         let mut failures = Vec::new();
         for (index, record) in self.records.iter_mut().enumerate() {
-            let decoded = schemas.decode(&record.value).and_then(|(schema, value)| {
-                let json = serde_json::to_vec(&avro_to_json(&value)?)?;
-                Ok((schema, json))
-            });
+            // One pass from the Avro datum to JSON bytes, no value trees.
+            let decoded = schemas.decode_to_json(&record.value);
             match decoded {
                 Ok((schema, json)) => {
                     record.schema = Some(schema);
@@ -197,9 +195,8 @@ fn reencode(input: &Consumed, json: &[u8]) -> Result<Vec<u8>, String> {
         .schema
         .as_ref()
         .ok_or_else(|| "input record has no schema".to_string())?;
-    let json: serde_json::Value =
-        serde_json::from_slice(json).map_err(|e| format!("plugin output is not JSON: {e}"))?;
-    schema.encode_json(&json).map_err(|e| {
+    // Validated and encoded in one pass from the plugin's JSON bytes.
+    schema.encode_json_bytes(json).map_err(|e| {
         format!(
             "plugin output does not match schema {}: {e}",
             schema.path.display()
