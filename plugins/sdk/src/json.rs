@@ -190,7 +190,7 @@ pub fn find<'a>(json: &'a [u8], path: &FieldPath) -> Result<Option<Found<'a>>, S
 pub fn members<'a>(
     json: &'a [u8],
     path: Option<&FieldPath>,
-) -> Result<Option<Vec<(Cow<'a, str>, Found<'a>)>>, ScanError> {
+) -> Result<Option<Members<'a>>, ScanError> {
     let mut scanner = Scanner { json, at: 0 };
     let mut start = scanner.skip_ws();
     if let Some(path) = path {
@@ -244,6 +244,9 @@ pub fn members<'a>(
         }
     }
 }
+
+/// An object's members: decoded names and their values, in document order.
+pub type Members<'a> = Vec<(Cow<'a, str>, Found<'a>)>;
 
 /// Byte-range edits of one JSON document, applied in one pass by
 /// [`Edits::finish`].

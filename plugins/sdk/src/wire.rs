@@ -28,7 +28,7 @@ pub fn events(batch: &wit::Batch) -> Result<Vec<Event<'_>>, String> {
     let with_origins = batch.origins.len() == count;
     // Two numbers per declared field per event.
     let per_event = batch.field_spans.len().checked_div(count).unwrap_or(0);
-    if per_event * count != batch.field_spans.len() || per_event % 2 != 0 {
+    if per_event * count != batch.field_spans.len() || !per_event.is_multiple_of(2) {
         return Err(format!(
             "malformed batch: {} field spans for {count} events",
             batch.field_spans.len()
