@@ -261,7 +261,7 @@ fn run_case(
             headers: Vec::new(),
             timestamp_ms: case.timestamp_ms,
             origin: Some(Origin {
-                topic: input_topic.clone(),
+                topic: input_topic.as_str().into(),
                 partition: 0,
                 offset: i as i64,
             }),

@@ -14,8 +14,8 @@ pub struct Header {
 /// Where an event was read from in Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// Topic the record was read from.
-    pub topic: String,
+    /// Topic the record was read from (shared by a batch's records).
+    pub topic: std::sync::Arc<str>,
     /// Partition within that topic.
     pub partition: i32,
     /// Offset within that partition.

@@ -578,7 +578,7 @@ pub(super) fn lower_v2(batch: &[Event], info: &Info, scratch: &mut Scratch) -> V
             .iter()
             .map(|e| match &e.origin {
                 Some(o) => v2::transform::sluice::plugin::types::Origin {
-                    topic: o.topic.clone(),
+                    topic: o.topic.to_string(),
                     partition: o.partition,
                     offset: o.offset,
                 },
@@ -736,7 +736,7 @@ pub(super) fn to_v1(event: &Event) -> v1::transform::sluice::plugin::types::Even
             .collect(),
         timestamp_ms: event.timestamp_ms,
         origin: event.origin.as_ref().map(|o| t::Origin {
-            topic: o.topic.clone(),
+            topic: o.topic.to_string(),
             partition: o.partition,
             offset: o.offset,
         }),
@@ -758,7 +758,7 @@ fn from_v1(event: v1::transform::sluice::plugin::types::Event) -> Event {
             .collect(),
         timestamp_ms: event.timestamp_ms,
         origin: event.origin.map(|o| Origin {
-            topic: o.topic,
+            topic: o.topic.into(),
             partition: o.partition,
             offset: o.offset,
         }),

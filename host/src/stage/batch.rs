@@ -27,7 +27,8 @@ pub struct Record {
 }
 
 struct Consumed {
-    topic: String,
+    /// Shared by the records of one topic in a batch, not copied per record.
+    topic: Arc<str>,
     partition: i32,
     offset: i64,
     key: Option<Vec<u8>>,
@@ -66,8 +67,12 @@ impl Batch {
                     .collect()
             })
             .unwrap_or_default();
+        let topic = match self.records.last() {
+            Some(last) if &*last.topic == message.topic() => last.topic.clone(),
+            _ => Arc::from(message.topic()),
+        };
         self.records.push(Consumed {
-            topic: message.topic().to_string(),
+            topic,
             partition: message.partition(),
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
@@ -163,7 +168,7 @@ impl Batch {
     pub(super) fn original(&self, index: usize) -> Record {
         let r = &self.records[index];
         Record {
-            topic: r.topic.clone(),
+            topic: r.topic.to_string(),
             key: r.key.clone(),
             value: r.value.clone(),
             headers: r.headers.clone(),
@@ -179,14 +184,21 @@ impl Batch {
 
     /// The offset to commit per partition: one past the highest read.
     pub fn next_offsets(&self) -> BTreeMap<(String, i32), i64> {
-        let mut next = BTreeMap::new();
+        // A batch spans a few partitions: a short list beats a map keyed by
+        // a fresh String per record.
+        let mut next: Vec<(&Arc<str>, i32, i64)> = Vec::new();
         for r in &self.records {
-            let entry = next
-                .entry((r.topic.clone(), r.partition))
-                .or_insert(r.offset + 1);
-            *entry = (*entry).max(r.offset + 1);
+            match next
+                .iter_mut()
+                .find(|(t, p, _)| *p == r.partition && **t == r.topic)
+            {
+                Some(entry) => entry.2 = entry.2.max(r.offset + 1),
+                None => next.push((&r.topic, r.partition, r.offset + 1)),
+            }
         }
-        next
+        next.into_iter()
+            .map(|(t, p, o)| ((t.to_string(), p), o))
+            .collect()
     }
 }
 
