@@ -67,13 +67,15 @@ psql -h 127.0.0.1 -U postgres -d test -qc 'SELECT 1' >/dev/null
 echo "PostgreSQL $pg_version: 127.0.0.1:5432, database test"
 
 step "plugins: unit tests and wasm32-wasip2 builds"
-export CARGO_TARGET_DIR="$cache/plugins-target"
+# SLUICE_PLUGINS_TARGET_DIR / SLUICE_TARGET_DIR: other target directories
+# (e.g. one per worktree); default under the cache.
+export CARGO_TARGET_DIR="${SLUICE_PLUGINS_TARGET_DIR:-$cache/plugins-target}"
 (cd plugins && cargo test --quiet) 2>&1 | tee -a "$results"
 bash plugins/build.sh
 (cd examples/plugin-template && cargo test --quiet) 2>&1 | tee -a "$results"
 
 step "host and tests: build"
-export CARGO_TARGET_DIR="$cache/target"
+export CARGO_TARGET_DIR="${SLUICE_TARGET_DIR:-$cache/target}"
 cargo build --release -p sluice-host
 cargo test --release --workspace --no-run
 
@@ -85,15 +87,16 @@ export SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-30}"
 
 step "unit tests and integration tests"
 # Two runners at once, each test binary with its own broker(s):
-#  - serial: the binaries whose tests take exclusive resources one test at
-#    a time: sink (one test stops PostgreSQL, which every sink test uses)
-#    and fault (SIGKILL and a broker outage under load, timing-sensitive);
+#  - serial: the binaries whose tests take exclusive resources, one test at
+#    a time: sink and warehouse_example (a sink test stops PostgreSQL, which
+#    they all use) and fault (SIGKILL and a broker outage under load,
+#    timing-sensitive);
 #  - parallel: everything else, tests within a binary on 2 threads, on the
 #    binary's shared broker with their own topics and groups (tests that
 #    stop or pause a broker start their own).
 # --nocapture so the counts the fault, shutdown, rejoin, hot-reload and sink
 # tests print (accepted, delivered, duplicates, lost, gaps) appear in the log.
-serial_bins=(sink fault)
+serial_bins=(sink warehouse_example fault)
 serial_args=()
 for t in "${serial_bins[@]}"; do serial_args+=(--test "$t"); done
 parallel_args=(--lib --bins)
@@ -103,12 +106,12 @@ for f in tests/tests/*.rs; do
 done
 serial_log="$(mktemp)"
 trap 'rm -f "$results" "$serial_log"' EXIT
-(cargo test --release -p sluice-tests "${serial_args[@]}" -- \
+(cargo test --release --no-fail-fast -p sluice-tests "${serial_args[@]}" -- \
   --test-threads=1 --nocapture ${SLUICE_TEST_ARGS:-} >"$serial_log" 2>&1) &
 serial_pid=$!
 # The parallel runner streams; the serial one's log follows when both ended.
 parallel_status=0
-cargo test --release --workspace "${parallel_args[@]}" -- \
+cargo test --release --no-fail-fast --workspace "${parallel_args[@]}" -- \
   --test-threads=2 --nocapture ${SLUICE_TEST_ARGS:-} 2>&1 | tee -a "$results" || parallel_status=$?
 serial_status=0
 wait "$serial_pid" || serial_status=$?
