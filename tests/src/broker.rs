@@ -67,9 +67,42 @@ pub fn unique(prefix: &str) -> String {
 /// A running JVM and the watchdog that kills it if this process dies.
 struct Jvm {
     java: Child,
-    watchdog: Child,
-    /// Held open for the watchdog: when it closes, the watchdog kills `java`.
+    watchdog: Watchdog,
+}
+
+/// A `sh` process blocked reading a pipe whose write end only this process
+/// holds (Rust creates pipes close-on-exec, so no other child inherits it).
+/// When this process ends in any way, SIGKILL included, the pipe closes and
+/// the watchdog SIGKILLs `pid`. Disarm it before reaping `pid` (until then
+/// the pid cannot be reused: it is our unreaped child).
+pub(crate) struct Watchdog {
+    sh: Child,
     _lifeline: ChildStdin,
+}
+
+impl Watchdog {
+    pub(crate) fn guard(pid: u32) -> anyhow::Result<Self> {
+        let mut sh = Command::new("sh")
+            .args([
+                "-c",
+                &format!("read -r _ || true; kill -9 {pid} 2>/dev/null; exit 0"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start a watchdog process")?;
+        let lifeline = sh.stdin.take().context("watchdog stdin")?;
+        Ok(Self {
+            sh,
+            _lifeline: lifeline,
+        })
+    }
+
+    pub(crate) fn disarm(mut self) {
+        let _ = self.sh.kill();
+        let _ = self.sh.wait();
+    }
 }
 
 /// A Kafka broker process with its data and log in a temp dir. Killed on
@@ -260,25 +293,9 @@ broker.heartbeat.interval.ms=500
             .stderr(out)
             .spawn()
             .context("cannot start the Kafka broker (java)")?;
-        // The watchdog blocks reading its stdin; our end of that pipe closes
-        // when this process ends in any way, and then it kills the JVM.
-        let pid = java.id();
-        let mut watchdog = Command::new("sh")
-            .args([
-                "-c",
-                &format!("read -r _ || true; kill -9 {pid} 2>/dev/null; exit 0"),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start the broker's watchdog")?;
-        let lifeline = watchdog.stdin.take().context("watchdog stdin")?;
-        self.jvm = Some(Jvm {
-            java,
-            watchdog,
-            _lifeline: lifeline,
-        });
+        // If this process dies, the watchdog kills the JVM.
+        let watchdog = Watchdog::guard(java.id())?;
+        self.jvm = Some(Jvm { java, watchdog });
         self.wait_ready(log_start, Duration::from_secs(120))?;
         let line = format!(
             "kafka {} ready on {} after {:.1} s",
@@ -342,10 +359,8 @@ broker.heartbeat.interval.ms=500
     /// Kill the broker process (SIGKILL; data stays on disk).
     pub fn stop(&mut self) {
         if let Some(mut jvm) = self.jvm.take() {
-            // The watchdog first, so it cannot kill a reused pid later.
-            let _ = jvm.watchdog.kill();
-            let _ = jvm.watchdog.wait();
             let _ = jvm.java.kill();
+            jvm.watchdog.disarm();
             let _ = jvm.java.wait();
         }
     }

@@ -112,6 +112,8 @@ pub fn repo_path(relative: &str) -> PathBuf {
 /// drop; its log is kept in the temp dir and printed if a test fails.
 pub struct Sluice {
     child: Option<Child>,
+    /// Kills the host if the test process dies (see [`broker::Watchdog`]).
+    watchdog: Option<broker::Watchdog>,
     dir: TempDir,
     config: PathBuf,
     /// Base URL of its HTTP listener, e.g. `http://127.0.0.1:41234`.
@@ -134,6 +136,7 @@ impl Sluice {
         std::fs::write(&config_path, text)?;
         let mut sluice = Self {
             child: None,
+            watchdog: None,
             dir,
             config: config_path,
             url: format!("http://127.0.0.1:{port}"),
@@ -166,6 +169,7 @@ impl Sluice {
             .stderr(log)
             .spawn()
             .context("cannot start sluice")?;
+        self.watchdog = Some(broker::Watchdog::guard(child.id())?);
         self.child = Some(child);
         Ok(())
     }
@@ -186,6 +190,9 @@ impl Sluice {
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
+            if let Some(watchdog) = self.watchdog.take() {
+                watchdog.disarm();
+            }
             let _ = child.wait();
         }
     }
@@ -198,12 +205,18 @@ impl Sluice {
             .arg(child.id().to_string())
             .status()?;
         let deadline = Instant::now() + timeout;
+        // It exits by itself now; the watchdog goes before try_wait reaps
+        // the child (after that its pid could be reused).
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.disarm();
+        }
         loop {
             if let Some(status) = child.try_wait()? {
                 return Ok(status);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
+                let _ = child.wait();
                 bail!("sluice did not exit within {timeout:?} of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(50));
