@@ -13,7 +13,7 @@
 //! closes, which happens however the test process ends (panic, exit, SIGKILL).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -82,10 +82,23 @@ pub(crate) struct Watchdog {
 
 impl Watchdog {
     pub(crate) fn guard(pid: u32) -> anyhow::Result<Self> {
+        Self::guard_and_remove(pid, None)
+    }
+
+    /// [`Watchdog::guard`], and after the kill remove `dir` (unless
+    /// `SLUICE_KEEP_TMP` is set): the shared broker is never dropped, so
+    /// this is what cleans up its data directory when the test binary exits.
+    pub(crate) fn guard_and_remove(pid: u32, dir: Option<&Path>) -> anyhow::Result<Self> {
+        let remove = match dir {
+            Some(dir) if std::env::var_os("SLUICE_KEEP_TMP").is_none() => {
+                format!("; sleep 1; rm -rf '{}'", dir.display())
+            }
+            _ => String::new(),
+        };
         let mut sh = Command::new("sh")
             .args([
                 "-c",
-                &format!("read -r _ || true; kill -9 {pid} 2>/dev/null; exit 0"),
+                &format!("read -r _ || true; kill -9 {pid} 2>/dev/null{remove}; exit 0"),
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -294,7 +307,7 @@ broker.heartbeat.interval.ms=500
             .spawn()
             .context("cannot start the Kafka broker (java)")?;
         // If this process dies, the watchdog kills the JVM.
-        let watchdog = Watchdog::guard(java.id())?;
+        let watchdog = Watchdog::guard_and_remove(java.id(), Some(dir))?;
         self.jvm = Some(Jvm { java, watchdog });
         self.wait_ready(log_start, Duration::from_secs(120))?;
         let line = format!(
