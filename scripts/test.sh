@@ -2,68 +2,127 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 #
 # Installs what it needs idempotently and caches everything slow outside the
-# clone, under ~/.cache/sluice: the wasm32-wasip2 target, the tansu broker,
-# the Cargo target directories. Then: plugin unit tests, plugin builds, host
-# unit tests, and integration tests against a real tansu broker process (and
-# PostgreSQL at 127.0.0.1:5432, started if it is down).
+# clone, under ~/.cache/sluice: the wasm32-wasip2 target, the Apache Kafka
+# broker's jars (from Maven Central), cargo-fuzz, the Cargo target
+# directories. Then: plugin unit tests, plugin builds, host unit tests, and
+# integration tests against real Apache Kafka broker processes (started by
+# the tests; one shared per test binary, plus one of its own for each test
+# that stops or pauses it) and PostgreSQL at 127.0.0.1:5432 (installed and
+# started here when missing or down).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 mkdir -p "$cache"
 
-step() { printf '\n=== %s\n' "$*"; }
+# Each step prints its duration when the next one starts (and at the end).
+suite_start=$SECONDS
+step_name=""
+step_start=$SECONDS
+step() {
+  [ -n "$step_name" ] && printf '=== done: %s (took %d s)\n' "$step_name" $((SECONDS - step_start))
+  step_name="$*"
+  step_start=$SECONDS
+  printf '\n=== step: %s\n' "$*"
+}
 
 # Every test runner's output also goes to this log, for the totals at the end.
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 
-step "toolchain"
-rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-step "tansu broker"
-bash scripts/install-tansu.sh
+step "toolchain: wasm32-wasip2"
+bash ../shared/toolchain/install-wasm32-wasip2.sh
+
+step "Kafka broker jars"
+bash scripts/install-kafka.sh
 
 step "PostgreSQL"
-# The sink tests use the local server (trust auth, database `test`); on a
-# machine without one, install Debian's and set that up.
+# The sink tests use the local server (trust auth on loopback, database
+# `test`); on a machine without one, install Debian's and set that up.
 if ! command -v pg_ctlcluster >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql
 fi
-pg_version="$(ls /etc/postgresql | head -n1)"
+pg_version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)"
+if [ -z "$pg_version" ] || [ ! -d "/etc/postgresql/$pg_version/main" ]; then
+  # The package normally creates the `main` cluster; a trimmed image may not.
+  pg_version="${pg_version:-$(ls /usr/lib/postgresql | sort -V | tail -n1)}"
+  as_root pg_createcluster "$pg_version" main
+fi
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
-  pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start
+  as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start
 fi
 for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 if ! psql -h 127.0.0.1 -U postgres -d test -qc 'SELECT 1' >/dev/null 2>&1; then
   # A fresh install: trust auth on loopback and a `test` database.
   hba="/etc/postgresql/$pg_version/main/pg_hba.conf"
-  grep -q '^host all all 127.0.0.1/32 trust' "$hba" || sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
-  pg_ctlcluster --skip-systemctl-redirect "$pg_version" main reload
-  su postgres -c "createdb test" 2>/dev/null || true
+  as_root grep -q '^host all all 127.0.0.1/32 trust' "$hba" ||
+    as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" main reload
+  sleep 1
+  psql -h 127.0.0.1 -U postgres -d postgres -qc 'CREATE DATABASE test' 2>/dev/null || true
 fi
 psql -h 127.0.0.1 -U postgres -d test -qc 'SELECT 1' >/dev/null
+echo "PostgreSQL $pg_version: 127.0.0.1:5432, database test"
 
 step "plugins: unit tests and wasm32-wasip2 builds"
-export CARGO_TARGET_DIR="$cache/plugins-target"
+# SLUICE_PLUGINS_TARGET_DIR / SLUICE_TARGET_DIR: other target directories
+# (e.g. one per worktree); default under the cache.
+export CARGO_TARGET_DIR="${SLUICE_PLUGINS_TARGET_DIR:-$cache/plugins-target}"
 (cd plugins && cargo test --quiet) 2>&1 | tee -a "$results"
 bash plugins/build.sh
 (cd examples/plugin-template && cargo test --quiet) 2>&1 | tee -a "$results"
 
-step "host: build"
-export CARGO_TARGET_DIR="$cache/target"
+step "host and tests: build"
+export CARGO_TARGET_DIR="${SLUICE_TARGET_DIR:-$cache/target}"
 cargo build --release -p sluice-host
+cargo test --release --workspace --no-run
 
-step "host: unit and integration tests"
-# One test at a time: each integration test runs its own broker and hosts,
-# and on 2 cores parallel tests starve tansu into group session timeouts.
 # The slow fault suite (tests/tests/fault.rs: SIGKILL and a 30 s broker
 # outage under load) runs in CI; set SLUICE_FAULT=0 to skip it locally.
 export SLUICE_FAULT="${SLUICE_FAULT:-1}"
 # Seconds of seeded mutation fuzzing per target (tests/tests/fuzz_stable.rs).
 export SLUICE_FUZZ_SECS="${SLUICE_FUZZ_SECS:-30}"
-# --nocapture so the counts the fault, shutdown and sink tests print
-# (accepted, delivered, duplicates, lost) appear in the CI log.
-cargo test --release --workspace -- --test-threads=1 --nocapture ${SLUICE_TEST_ARGS:-} 2>&1 | tee -a "$results"
+
+step "unit tests and integration tests"
+# Two runners at once, each test binary with its own broker(s):
+#  - serial: the binaries whose tests take exclusive resources, one test at
+#    a time: sink and warehouse_example (a sink test stops PostgreSQL, which
+#    they all use) and fault (SIGKILL and a broker outage under load,
+#    timing-sensitive);
+#  - parallel: everything else, tests within a binary on 2 threads, on the
+#    binary's shared broker with their own topics and groups (tests that
+#    stop or pause a broker start their own).
+# --nocapture so the counts the fault, shutdown, rejoin, hot-reload and sink
+# tests print (accepted, delivered, duplicates, lost, gaps) appear in the log.
+serial_bins=(sink warehouse_example fault)
+serial_args=()
+for t in "${serial_bins[@]}"; do serial_args+=(--test "$t"); done
+parallel_args=(--lib --bins)
+for f in tests/tests/*.rs; do
+  t="$(basename "$f" .rs)"
+  [[ " ${serial_bins[*]} " == *" $t "* ]] || parallel_args+=(--test "$t")
+done
+serial_log="$(mktemp)"
+trap 'rm -f "$results" "$serial_log"' EXIT
+(cargo test --release --no-fail-fast -p sluice-tests "${serial_args[@]}" -- \
+  --test-threads=1 --nocapture ${SLUICE_TEST_ARGS:-} >"$serial_log" 2>&1) &
+serial_pid=$!
+# The parallel runner streams; the serial one's log follows when both ended.
+parallel_status=0
+cargo test --release --no-fail-fast --workspace "${parallel_args[@]}" -- \
+  --test-threads=2 --nocapture ${SLUICE_TEST_ARGS:-} 2>&1 | tee -a "$results" || parallel_status=$?
+serial_status=0
+wait "$serial_pid" || serial_status=$?
+echo "--- serial runner (${serial_bins[*]}) ---"
+cat "$serial_log" | tee -a "$results"
+# Doc examples (a separate target kind; cheap).
+cargo test --release --workspace --doc --quiet 2>&1 | tee -a "$results"
+if [ "$parallel_status" != 0 ] || [ "$serial_status" != 0 ]; then
+  echo "tests failed (parallel runner exit $parallel_status, serial runner exit $serial_status)" >&2
+  exit 1
+fi
 
 step "fuzz: libFuzzer through cargo fuzz, briefly"
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable
@@ -94,3 +153,4 @@ fi
 step "totals"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i - 1); if ($i == "failed;") f += $(i - 1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
+printf '=== suite took %d s\n' $((SECONDS - suite_start))

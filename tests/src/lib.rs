@@ -1,15 +1,17 @@
-//! Test harness for Sluice's integration tests: a real tansu broker process
-//! on a free loopback port, the real `sluice` binary, and helpers to read
-//! topics back. Nothing here mocks Kafka.
+//! Test harness for Sluice's integration tests: a real Apache Kafka broker
+//! process on free loopback ports ([`broker`]), the real `sluice` binary, and
+//! helpers to read topics back. Nothing here mocks Kafka.
 //!
-//! The tansu binary comes from `scripts/install-tansu.sh` (cached under
-//! `~/.cache/sluice/tansu`); `SLUICE_TANSU` overrides its path. The `sluice`
-//! binary is the release build next to the test executable; `SLUICE_BIN`
-//! overrides it.
+//! The broker's jars come from `scripts/install-kafka.sh` (cached under
+//! `~/.cache/sluice/kafka`). The `sluice` binary is the release build next
+//! to the test executable; `SLUICE_BIN` overrides it.
 
+pub mod broker;
 pub mod pipeline;
 pub mod postgres;
 pub mod sink_bench;
+
+pub use broker::{Broker, SharedBroker, alter_topic_configs, create_topic, topic_configs, unique};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -60,7 +62,7 @@ impl Drop for TempDir {
     }
 }
 
-fn rand_suffix() -> u128 {
+pub(crate) fn rand_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -76,144 +78,6 @@ fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}")
-}
-
-/// Path of the tansu broker binary.
-pub fn tansu_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("SLUICE_TANSU") {
-        return PathBuf::from(path);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".cache/sluice/tansu/bin/tansu")
-}
-
-/// A tansu broker process with sqlite storage in a temp dir. Killed on drop.
-pub struct Broker {
-    port: u16,
-    dir: TempDir,
-    child: Option<Child>,
-}
-
-impl Broker {
-    /// Start a broker on a free port and wait until it accepts connections.
-    pub fn start() -> anyhow::Result<Self> {
-        let bin = tansu_bin();
-        if !bin.is_file() {
-            bail!(
-                "tansu not found at {}; run scripts/install-tansu.sh (or set SLUICE_TANSU)",
-                bin.display()
-            );
-        }
-        let mut broker = Self {
-            port: free_port(),
-            dir: TempDir::new("tansu"),
-            child: None,
-        };
-        broker.restart()?;
-        Ok(broker)
-    }
-
-    /// `host:port` for `bootstrap.servers`.
-    pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Kill the broker process (data stays on disk).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Start it again on the same port with the same data.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        // Append, so the log of the run before a restart is kept.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("tansu.log"))?;
-        let child = Command::new(tansu_bin())
-            .current_dir(self.dir.path())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start tansu")?;
-        self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(20))
-    }
-
-    /// Create a topic with `partitions` partitions.
-    pub fn create_topic(&self, name: &str, partitions: u32) -> anyhow::Result<()> {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let output = Command::new(tansu_bin())
-            .current_dir(self.dir.path())
-            .args(["topic", "create", "--broker", &url, "--partitions"])
-            .arg(partitions.to_string())
-            .arg(name)
-            .output()
-            .context("cannot run tansu topic create")?;
-        if !output.status.success() {
-            bail!(
-                "tansu topic create {name} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Broker {
-    /// Freeze the broker process (SIGSTOP): connections stay open and
-    /// nothing is answered, like a hung broker or a network partition.
-    pub fn pause(&self) -> anyhow::Result<()> {
-        self.signal("-STOP")
-    }
-
-    /// Let a paused broker run again (SIGCONT).
-    pub fn resume(&self) -> anyhow::Result<()> {
-        self.signal("-CONT")
-    }
-
-    fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let child = self.child.as_ref().context("the broker is not running")?;
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(child.id().to_string())
-            .status()
-            .context("cannot run kill")?;
-        if !status.success() {
-            bail!("kill {signal} {} failed", child.id());
-        }
-        Ok(())
-    }
-
-    /// The broker's log so far (stderr of every start, at `warn`).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            eprintln!("--- tansu log ---\n{}", self.log());
-        }
-    }
 }
 
 /// Path of the `sluice` binary under test.
@@ -248,6 +112,8 @@ pub fn repo_path(relative: &str) -> PathBuf {
 /// drop; its log is kept in the temp dir and printed if a test fails.
 pub struct Sluice {
     child: Option<Child>,
+    /// Kills the host if the test process dies (see [`broker::Watchdog`]).
+    watchdog: Option<broker::Watchdog>,
     dir: TempDir,
     config: PathBuf,
     /// Base URL of its HTTP listener, e.g. `http://127.0.0.1:41234`.
@@ -270,6 +136,7 @@ impl Sluice {
         std::fs::write(&config_path, text)?;
         let mut sluice = Self {
             child: None,
+            watchdog: None,
             dir,
             config: config_path,
             url: format!("http://127.0.0.1:{port}"),
@@ -302,6 +169,7 @@ impl Sluice {
             .stderr(log)
             .spawn()
             .context("cannot start sluice")?;
+        self.watchdog = Some(broker::Watchdog::guard(child.id())?);
         self.child = Some(child);
         Ok(())
     }
@@ -322,6 +190,9 @@ impl Sluice {
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
+            if let Some(watchdog) = self.watchdog.take() {
+                watchdog.disarm();
+            }
             let _ = child.wait();
         }
     }
@@ -334,12 +205,18 @@ impl Sluice {
             .arg(child.id().to_string())
             .status()?;
         let deadline = Instant::now() + timeout;
+        // It exits by itself now; the watchdog goes before try_wait reaps
+        // the child (after that its pid could be reused).
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.disarm();
+        }
         loop {
             if let Some(status) = child.try_wait()? {
                 return Ok(status);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
+                let _ = child.wait();
                 bail!("sluice did not exit within {timeout:?} of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -425,17 +302,31 @@ pub fn read_all(bootstrap: &str, topic: &str, timeout: Duration) -> anyhow::Resu
     let (consumer, partitions) = topic_reader(bootstrap, topic)?;
     let mut remaining = 0i64;
     let mut highs = std::collections::HashMap::new();
+    let mut lows = std::collections::HashMap::new();
     let mut assignment = TopicPartitionList::new();
     for p in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
         remaining += high - low;
         highs.insert(p, high);
+        lows.insert(p, low);
         assignment.add_partition_offset(topic, p, Offset::Offset(low))?;
     }
     consumer.assign(&assignment)?;
     let deadline = Instant::now() + timeout;
     let mut out = Vec::with_capacity(remaining as usize);
-    while (out.len() as i64) < remaining {
+    // Done when every partition's position reached its high watermark; a
+    // compacted topic has gaps, so counting records is not enough.
+    let done = |consumer: &BaseConsumer| -> bool {
+        consumer.position().is_ok_and(|positions| {
+            highs.iter().all(|(p, high)| {
+                positions
+                    .find_partition(topic, *p)
+                    .is_some_and(|e| matches!(e.offset(), Offset::Offset(o) if o >= *high))
+                    || lows.get(p) == Some(high)
+            })
+        })
+    };
+    while (out.len() as i64) < remaining && !done(&consumer) {
         if Instant::now() > deadline {
             bail!(
                 "read {} of {remaining} records of {topic} within {timeout:?}",
@@ -617,4 +508,72 @@ listen = "127.0.0.1:{port}"
 dir = "{{plugins}}"
 "#
     )
+}
+
+/// The offsets `group` has committed on `topic`, by partition (`-1` where it
+/// committed none).
+pub fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> anyhow::Result<std::collections::BTreeMap<i32, i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut list = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            list.add_partition(topic, p.id());
+        }
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10))?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            };
+            (e.partition(), offset)
+        })
+        .collect())
+}
+
+/// The consumer lag of `group` on `topic`: the sum over partitions of the
+/// high watermark minus the committed offset (the low watermark where none
+/// is committed).
+pub fn group_lag(bootstrap: &str, group: &str, topic: &str) -> anyhow::Result<i64> {
+    let committed = committed_offsets(bootstrap, group, topic)?;
+    let (consumer, _) = topic_reader(bootstrap, topic)?;
+    let mut lag = 0;
+    for (p, offset) in committed {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        lag += high - if offset < 0 { low } else { offset };
+    }
+    Ok(lag)
+}
+
+/// Wait until `group` has committed everything `topic` holds (lag 0): after
+/// that nothing it already read can be delivered again by a restart.
+pub fn wait_caught_up(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        match group_lag(bootstrap, group, topic) {
+            Ok(0) => return Ok(()),
+            Ok(lag) => last = Some(lag),
+            Err(e) => eprintln!("lag of {group} on {topic}: {e:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("group {group} still lags {last:?} records behind {topic} after {timeout:?}")
 }

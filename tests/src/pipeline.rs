@@ -84,17 +84,79 @@ pub fn expected(input: &Value, timestamp: i64) -> Option<Value> {
     Some(out)
 }
 
+/// The topics and consumer group of the pipeline's stage `clean`.
+#[derive(Debug, Clone)]
+pub struct Names {
+    /// Input topic.
+    pub input: String,
+    /// Output topic.
+    pub output: String,
+    /// Dead-letter topic.
+    pub dlq: String,
+    /// Consumer group.
+    pub group: String,
+}
+
+impl Default for Names {
+    /// `in`, `out`, `dlq` and group `sluice-clean`, for a broker of its own.
+    fn default() -> Self {
+        Self {
+            input: "in".into(),
+            output: "out".into(),
+            dlq: "dlq".into(),
+            group: "sluice-clean".into(),
+        }
+    }
+}
+
+impl Names {
+    /// Names no other test of this process uses, for the shared broker.
+    pub fn unique(label: &str) -> Self {
+        let base = crate::unique(label);
+        Self {
+            input: format!("{base}.in"),
+            output: format!("{base}.out"),
+            dlq: format!("{base}.dlq"),
+            group: format!("{base}.group"),
+        }
+    }
+
+    /// Create the three topics (`partitions` each, the DLQ one).
+    pub fn create(&self, broker: &crate::Broker, partitions: u32) -> anyhow::Result<()> {
+        broker.create_topic(&self.input, partitions)?;
+        broker.create_topic(&self.output, partitions)?;
+        broker.create_topic(&self.dlq, 1)
+    }
+}
+
 /// A config with stage `clean` (`in` → `out`, dead letters to `dlq`)
 /// running the chain on `bootstrap`, admin on `port`.
 pub fn pipeline_config(bootstrap: &str, port: u16, batch_size: usize) -> String {
+    pipeline_config_named(bootstrap, port, batch_size, &Names::default())
+}
+
+/// [`pipeline_config`] on the topics and group of `names`.
+pub fn pipeline_config_named(
+    bootstrap: &str,
+    port: u16,
+    batch_size: usize,
+    names: &Names,
+) -> String {
     let head = crate::config_head(bootstrap, port);
+    let Names {
+        input,
+        output,
+        dlq,
+        group,
+    } = names;
     format!(
         r#"{head}
 [[stage]]
 name = "clean"
-input = "in"
-output = "out"
-dead_letter = "dlq"
+input = "{input}"
+output = "{output}"
+dead_letter = "{dlq}"
+group = "{group}"
 chain = ["filter", "redact", "enrich"]
 batch_size = {batch_size}
 batch_wait_ms = 20

@@ -1,4 +1,4 @@
-//! Hot reload through the plugin store, against a real tansu broker: a push
+//! Hot reload through the plugin store, against a real Kafka broker: a push
 //! swaps a plugin at a batch boundary without stopping the stage or losing
 //! events; bad candidates are rejected with their reason; two hosts
 //! converge; rollback; a restarted host restores the store's versions
@@ -22,8 +22,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use sluice::schema::SchemaSet;
 use sluice_tests::{
-    Broker, Sluice, TempDir, free_port, plugins_built, produce_events, read_all, repo_path,
-    sample_event, wait_until,
+    Broker, SharedBroker, Sluice, TempDir, free_port, plugins_built, produce_events, read_all,
+    repo_path, sample_event, wait_until,
 };
 
 const TOKEN: &str = "hot-reload-token";
@@ -73,7 +73,18 @@ fn plugin_dir() -> TempDir {
 
 /// A host running stage `s` (`input` → `output`, group `group`) with the
 /// chain `["tagger"]`, the plugin store on, admin on `port`.
-fn config(bootstrap: &str, port: u16, plugins: &Path, group: &str, output: &str) -> String {
+fn config(
+    bootstrap: &str,
+    port: u16,
+    plugins: &Path,
+    t: &Topics,
+    group: &str,
+    output: &str,
+) -> String {
+    let Topics {
+        input, dlq, store, ..
+    } = t;
+    let group = format!("{}.{group}", t.prefix);
     format!(
         r#"
 schemas = "{{schemas}}"
@@ -90,12 +101,13 @@ token = "{TOKEN}"
 [plugins]
 dir = "{plugins}"
 store = true
+store_topic = "{store}"
 
 [[stage]]
 name = "s"
-input = "in"
+input = "{input}"
 output = "{output}"
-dead_letter = "dlq"
+dead_letter = "{dlq}"
 group = "{group}"
 chain = ["tagger"]
 batch_size = 200
@@ -109,19 +121,39 @@ rules = [{{ field = "severity", op = "equals", value = "NEVER" }}]
     )
 }
 
-fn broker() -> anyhow::Result<Broker> {
+/// One test's topics and name prefix on the shared broker, the plugin
+/// store's topic included (the host creates that one, compacted).
+struct Topics {
+    prefix: String,
+    input: String,
+    out: String,
+    out2: String,
+    dlq: String,
+    store: String,
+}
+
+fn broker(label: &str) -> anyhow::Result<(SharedBroker, Topics)> {
     plugins_built(&[
         "filter",
         "fixture-add-field",
         "fixture-bad-init",
         "fixture-wrong-world",
     ])?;
-    let broker = Broker::start()?;
-    broker.create_topic("in", 3)?;
-    broker.create_topic("out", 3)?;
-    broker.create_topic("out2", 3)?;
-    broker.create_topic("dlq", 1)?;
-    Ok(broker)
+    let broker = Broker::shared();
+    let prefix = sluice_tests::unique(label);
+    let t = Topics {
+        input: format!("{prefix}.in"),
+        out: format!("{prefix}.out"),
+        out2: format!("{prefix}.out2"),
+        dlq: format!("{prefix}.dlq"),
+        store: format!("{prefix}.plugins"),
+        prefix,
+    };
+    broker.create_topic(&t.input, 3)?;
+    broker.create_topic(&t.out, 3)?;
+    broker.create_topic(&t.out2, 3)?;
+    broker.create_topic(&t.dlq, 1)?;
+    Ok((broker, t))
 }
 
 async fn push(host: &Sluice, name: &str, bytes: Vec<u8>) -> anyhow::Result<(u16, Value)> {
@@ -172,6 +204,7 @@ async fn hosts_running(host: &Sluice, version: u64) -> anyhow::Result<Vec<String
 /// it produced.
 fn steady_producer(
     bootstrap: String,
+    topic: String,
     start: usize,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<anyhow::Result<usize>> {
@@ -191,7 +224,7 @@ fn steady_producer(
                 let event = sample_event(i, 50);
                 let payload = schema.encode_json(&event).map_err(anyhow::Error::msg)?;
                 let key = event["entity_id"].as_str().unwrap_or_default().to_string();
-                let record = FutureRecord::to("in").key(&key).payload(&payload);
+                let record = FutureRecord::to(&topic).key(&key).payload(&payload);
                 deliveries.push(producer.send_result(record).map_err(|(e, _)| e)?);
             }
             for delivery in deliveries {
@@ -208,7 +241,7 @@ fn steady_producer(
 /// was seen, until stopped.
 fn arrival_reader(
     bootstrap: String,
-    topic: &'static str,
+    topic: String,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<anyhow::Result<Vec<(Instant, bool, String)>>> {
     std::thread::spawn(move || {
@@ -221,7 +254,7 @@ fn arrival_reader(
             .create()?;
         let mut assignment = TopicPartitionList::new();
         for p in 0..3 {
-            assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+            assignment.add_partition_offset(&topic, p, Offset::Beginning)?;
         }
         consumer.assign(&assignment)?;
         let mut seen = Vec::new();
@@ -243,11 +276,14 @@ fn arrival_reader(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_swaps_at_a_batch_boundary_without_a_gap_or_a_lost_event() -> anyhow::Result<()> {
-    let broker = broker()?;
+    let (broker, t) = broker("swap")?;
     let bootstrap = broker.bootstrap();
     let plugins = plugin_dir();
     let port = free_port();
-    let host = Sluice::start(&config(&bootstrap, port, plugins.path(), "g1", "out"), port)?;
+    let host = Sluice::start(
+        &config(&bootstrap, port, plugins.path(), &t, "g1", &t.out),
+        port,
+    )?;
 
     // v1 is the directory's own filter; publishing it changes nothing.
     let (status, body) = push(&host, "tagger", dist("filter")).await?;
@@ -261,9 +297,9 @@ async fn a_push_swaps_at_a_batch_boundary_without_a_gap_or_a_lost_event() -> any
     );
 
     let stop_reader = Arc::new(AtomicBool::new(false));
-    let reader = arrival_reader(bootstrap.clone(), "out", stop_reader.clone());
+    let reader = arrival_reader(bootstrap.clone(), t.out.clone(), stop_reader.clone());
     let stop_producer = Arc::new(AtomicBool::new(false));
-    let producer = steady_producer(bootstrap.clone(), 0, stop_producer.clone());
+    let producer = steady_producer(bootstrap.clone(), t.input.clone(), 0, stop_producer.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let pushed = Instant::now();
@@ -277,7 +313,7 @@ async fn a_push_swaps_at_a_batch_boundary_without_a_gap_or_a_lost_event() -> any
 
     // Everything produced reaches the output.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while sluice_tests::topic_size(&bootstrap, "out")? < produced as i64 {
+    while sluice_tests::topic_size(&bootstrap, &t.out)? < produced as i64 {
         anyhow::ensure!(
             Instant::now() < deadline,
             "output incomplete\n{}",
@@ -298,7 +334,7 @@ async fn a_push_swaps_at_a_batch_boundary_without_a_gap_or_a_lost_event() -> any
 
     // Swapped once, at a batch boundary: per partition, untagged records
     // then tagged ones; and with the version in the header.
-    let records = read_all(&bootstrap, "out", Duration::from_secs(30))?;
+    let records = read_all(&bootstrap, &t.out, Duration::from_secs(30))?;
     let set = schemas();
     let mut tagged_from: BTreeMap<i32, i64> = BTreeMap::new();
     for record in &records {
@@ -325,12 +361,12 @@ async fn a_push_swaps_at_a_batch_boundary_without_a_gap_or_a_lost_event() -> any
         "v1 output after v2's"
     );
 
-    // The stage never stopped. On tansu one batch cycle (batch wait, then
-    // waiting for the broker's acks) is itself ~250 ms, so the criterion
-    // "no gap longer than one batch wait + 50 ms" is applied to what the
-    // swap adds: the arrival gap across the swap (last v1 record → first v2
-    // record) must not exceed the stage's usual gap between batches (the
-    // median, measured in the same run) by more than batch wait + 50 ms.
+    // The stage never stopped. The goal (issue 12): a push adds at most
+    // 50 ms to the gap between output batches, measured against the usual
+    // gap (the median gap between batches, same run). It is reported, not
+    // asserted: a timing on a shared 2-core box is not a pass/fail signal.
+    // The assertion only catches a stall: the swap gap may not exceed the
+    // usual gap by more than one batch wait + 50 ms.
     let swap_gap = seen[first_tagged].0 - seen[first_tagged - 1].0;
     let mut batch_gaps: Vec<Duration> = seen
         .windows(2)
@@ -347,8 +383,17 @@ async fn a_push_swaps_at_a_batch_boundary_without_a_gap_or_a_lost_event() -> any
         .map(|w| (w[1].0 - seen[0].0, w[1].0 - w[0].0))
         .max_by_key(|(_, gap)| *gap)
         .unwrap_or_default();
-    eprintln!(
-        "swap gap {swap_gap:?} at {:?}; usual gap between batches {usual:?}; largest {largest:?} at {largest_at:?}; {} records",
+    let added = swap_gap.saturating_sub(usual);
+    println!(
+        "hot reload: swap gap {:.1} ms, usual gap between batches {:.1} ms, added {:.1} ms (goal <= 50 ms: {}); largest gap {largest:?} at {largest_at:?}, swap at {:?}; {} records",
+        swap_gap.as_secs_f64() * 1e3,
+        usual.as_secs_f64() * 1e3,
+        added.as_secs_f64() * 1e3,
+        if added <= Duration::from_millis(50) {
+            "met"
+        } else {
+            "NOT met"
+        },
         seen[first_tagged].0 - seen[0].0,
         seen.len()
     );
@@ -362,11 +407,14 @@ async fn a_push_swaps_at_a_batch_boundary_without_a_gap_or_a_lost_event() -> any
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_candidates_are_rejected_and_the_admin_api_wants_its_token() -> anyhow::Result<()> {
-    let broker = broker()?;
+    let (broker, t) = broker("bad")?;
     let bootstrap = broker.bootstrap();
     let plugins = plugin_dir();
     let port = free_port();
-    let host = Sluice::start(&config(&bootstrap, port, plugins.path(), "g1", "out"), port)?;
+    let host = Sluice::start(
+        &config(&bootstrap, port, plugins.path(), &t, "g1", &t.out),
+        port,
+    )?;
     let client = reqwest::Client::new();
 
     for (request, what) in [
@@ -419,13 +467,13 @@ async fn bad_candidates_are_rejected_and_the_admin_api_wants_its_token() -> anyh
     // Nothing was published, and the old version still runs.
     assert_eq!(list(&host).await?, serde_json::json!([]));
     let events: Vec<Value> = (0..50).map(|i| sample_event(i, 5)).collect();
-    produce_events(&bootstrap, "in", &events).await?;
+    produce_events(&bootstrap, &t.input, &events).await?;
     let b = bootstrap.clone();
-    wait_until(Duration::from_secs(30), "50 outputs", move || {
-        sluice_tests::topic_size(&b, "out").unwrap_or(0) >= 50
+    wait_until(Duration::from_secs(30), "50 outputs", || {
+        sluice_tests::topic_size(&b, &t.out).unwrap_or(0) >= 50
     })?;
     let set = schemas();
-    for record in read_all(&bootstrap, "out", Duration::from_secs(30))? {
+    for record in read_all(&bootstrap, &t.out, Duration::from_secs(30))? {
         let value = set.decode_json(&record.value)?;
         assert_eq!(value["attributes"]["v"], Value::Null, "old version output");
     }
@@ -436,25 +484,25 @@ async fn bad_candidates_are_rejected_and_the_admin_api_wants_its_token() -> anyh
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hosts_converge_roll_back_and_a_new_host_restores_from_the_topic() -> anyhow::Result<()>
 {
-    let broker = broker()?;
+    let (broker, t) = broker("converge")?;
     let bootstrap = broker.bootstrap();
     let (dir_a, dir_b) = (plugin_dir(), plugin_dir());
     let (port_a, port_b) = (free_port(), free_port());
     let a = Sluice::start(
-        &config(&bootstrap, port_a, dir_a.path(), "g2", "out"),
+        &config(&bootstrap, port_a, dir_a.path(), &t, "g2", &t.out),
         port_a,
     )?;
     let b = Sluice::start(
-        &config(&bootstrap, port_b, dir_b.path(), "g2", "out"),
+        &config(&bootstrap, port_b, dir_b.path(), &t, "g2", &t.out),
         port_b,
     )?;
 
     // Both in the group and consuming.
     let stop_producer = Arc::new(AtomicBool::new(false));
-    let producer = steady_producer(bootstrap.clone(), 0, stop_producer.clone());
+    let producer = steady_producer(bootstrap.clone(), t.input.clone(), 0, stop_producer.clone());
     let bs = bootstrap.clone();
-    wait_until(Duration::from_secs(60), "the output to grow", move || {
-        sluice_tests::topic_size(&bs, "out").unwrap_or(0) > 200
+    wait_until(Duration::from_secs(60), "the output to grow", || {
+        sluice_tests::topic_size(&bs, &t.out).unwrap_or(0) > 200
     })?;
 
     let (status, body) = push(&a, "tagger", dist("filter")).await?;
@@ -500,15 +548,15 @@ async fn two_hosts_converge_roll_back_and_a_new_host_restores_from_the_topic() -
     let empty = TempDir::new("no-plugins");
     let port_c = free_port();
     let c = Sluice::start(
-        &config(&bootstrap, port_c, empty.path(), "g3", "out2"),
+        &config(&bootstrap, port_c, empty.path(), &t, "g3", &t.out2),
         port_c,
     )?;
     let bs = bootstrap.clone();
-    wait_until(Duration::from_secs(60), "output on out2", move || {
-        sluice_tests::topic_size(&bs, "out2").unwrap_or(0) > 0
+    wait_until(Duration::from_secs(60), "output on out2", || {
+        sluice_tests::topic_size(&bs, &t.out2).unwrap_or(0) > 0
     })?;
     let set = schemas();
-    let records = read_all(&bootstrap, "out2", Duration::from_secs(30))?;
+    let records = read_all(&bootstrap, &t.out2, Duration::from_secs(30))?;
     for record in &records {
         let value = set.decode_json(&record.value)?;
         assert_eq!(value["attributes"]["v"], "2", "{}", c.log());
@@ -521,11 +569,11 @@ async fn two_hosts_converge_roll_back_and_a_new_host_restores_from_the_topic() -
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_file_in_the_watched_directory_is_validated_and_published() -> anyhow::Result<()>
 {
-    let broker = broker()?;
+    let (broker, t) = broker("watch")?;
     let bootstrap = broker.bootstrap();
     let plugins = plugin_dir();
     let port = free_port();
-    let text = config(&bootstrap, port, plugins.path(), "g4", "out")
+    let text = config(&bootstrap, port, plugins.path(), &t, "g4", &t.out)
         .replace("store = true", "store = true\nwatch = true");
     let host = Sluice::start(&text, port)?;
     let tagger = plugins.path().join("tagger.wasm");
@@ -549,13 +597,13 @@ async fn a_changed_file_in_the_watched_directory_is_validated_and_published() ->
     let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
     assert_eq!(listed[0]["sha256"], Value::from(sha), "{listed}");
     let events: Vec<Value> = (0..20).map(|i| sample_event(i, 5)).collect();
-    produce_events(&bootstrap, "in", &events).await?;
+    produce_events(&bootstrap, &t.input, &events).await?;
     let b = bootstrap.clone();
-    wait_until(Duration::from_secs(30), "20 outputs", move || {
-        sluice_tests::topic_size(&b, "out").unwrap_or(0) >= 20
+    wait_until(Duration::from_secs(30), "20 outputs", || {
+        sluice_tests::topic_size(&b, &t.out).unwrap_or(0) >= 20
     })?;
     let set = schemas();
-    for record in read_all(&bootstrap, "out", Duration::from_secs(30))? {
+    for record in read_all(&bootstrap, &t.out, Duration::from_secs(30))? {
         assert_eq!(set.decode_json(&record.value)?["attributes"]["v"], "2");
     }
     Ok(())
@@ -589,4 +637,110 @@ async fn wait_hosts(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The plugin store topic is really compacted on Kafka: the host creates it
+/// with `cleanup.policy=compact`, and once its segments roll the log cleaner
+/// drops superseded `active/…` and `host/…` records; a new host restores
+/// the right version from what is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plugin_store_topic_is_compacted_and_still_restores() -> anyhow::Result<()> {
+    let (broker, t) = broker("compact")?;
+    let bootstrap = broker.bootstrap();
+    let plugins = plugin_dir();
+    let port = free_port();
+    let host = Sluice::start(
+        &config(&bootstrap, port, plugins.path(), &t, "g5", &t.out),
+        port,
+    )?;
+    let configs = sluice_tests::topic_configs(&bootstrap, &t.store)?;
+    assert_eq!(
+        configs.get("cleanup.policy").map(String::as_str),
+        Some("compact"),
+        "the host created {} compacted: {configs:?}",
+        t.store
+    );
+
+    // Small segments and an eager cleaner, so compaction happens within
+    // the test (the cleanup policy stays as the host set it).
+    sluice_tests::alter_topic_configs(
+        &bootstrap,
+        &t.store,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "200"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("min.compaction.lag.ms", "0"),
+            ("delete.retention.ms", "0"),
+        ],
+    )?;
+    let (status, body) = push(&host, "tagger", dist("filter")).await?;
+    assert_eq!(status, 201, "{body}");
+    for round in 0..4 {
+        // Each push or rollback rewrites `active/tagger` and the host's
+        // `host/…/tagger`; wait past segment.ms so every one rolls a segment.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (status, body) = if round % 2 == 0 {
+            push(&host, "tagger", dist("fixture-add-field")).await?
+        } else {
+            rollback(&host, "tagger").await?
+        };
+        assert!(
+            status == 200 || status == 201,
+            "round {round}: {status} {body}"
+        );
+    }
+    // Active now: v2 (pushed last). One more record rolls the last segment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = push(&host, "tagger", dist("fixture-add-field")).await?;
+    assert!(status == 200 || status == 201, "{status} {body}");
+
+    let partition = format!("{}-0", t.store);
+    let cleaned = |log: &str| {
+        log.lines()
+            .any(|l| l.contains(&partition) && l.to_lowercase().contains("cleaned"))
+    };
+    let started = Instant::now();
+    wait_until(
+        Duration::from_secs(60),
+        "the log cleaner to compact the store topic",
+        || cleaned(&broker.log()),
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", broker.log_tail(80)))?;
+    let high = sluice_tests::topic_size(&bootstrap, &t.store)?;
+    let kept = read_all(&bootstrap, &t.store, Duration::from_secs(30))?.len();
+    println!(
+        "plugin store {}: cleanup.policy=compact; cleaned {:.1}s after the last push; {kept} records left of offsets 0..{high}",
+        t.store,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        (kept as i64) < high,
+        "compaction removed superseded records ({kept} of {high})"
+    );
+    drop(host);
+
+    // A new host with an empty plugin directory restores v2 from it.
+    let empty = TempDir::new("no-plugins");
+    let port_b = free_port();
+    let b = Sluice::start(
+        &config(&bootstrap, port_b, empty.path(), &t, "g6", &t.out2),
+        port_b,
+    )?;
+    let events: Vec<Value> = (0..20).map(|i| sample_event(i, 5)).collect();
+    produce_events(&bootstrap, &t.input, &events).await?;
+    let (bs, out2) = (bootstrap.clone(), t.out2.clone());
+    wait_until(Duration::from_secs(60), "output on out2", move || {
+        sluice_tests::topic_size(&bs, &out2).unwrap_or(0) >= 20
+    })?;
+    let set = schemas();
+    for record in read_all(&bootstrap, &t.out2, Duration::from_secs(30))? {
+        assert_eq!(
+            set.decode_json(&record.value)?["attributes"]["v"],
+            "2",
+            "{}",
+            b.log()
+        );
+    }
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! HTTP ingest against a real tansu broker: everything POSTed comes back out
+//! HTTP ingest against a real Kafka broker: everything POSTed comes back out
 //! of Kafka, decoded with the documented framing, in per-entity order; a
 //! broker outage yields 503s and never a 202 for an event it did not take.
 
@@ -227,10 +227,9 @@ async fn broker_outage_answers_503_and_recovers_without_restart() -> anyhow::Res
 /// A client that gives up waiting must not hide a delivery the broker never
 /// acknowledged. Here the broker hangs (SIGSTOP) while a request waits for
 /// its ack and the client hangs up after 300 ms. The host still sees the
-/// records time out and replaces its producer; otherwise librdkafka bumps
-/// the old producer's epoch and reuses it, which tansu 0.6 cannot handle
-/// (its storage task panics and the broker serves no one). After the broker
-/// resumes, ingest accepts again and tansu has not panicked.
+/// records time out and replaces its producer (a fresh producer id, so no
+/// idempotence state of the hung requests is carried over). After the
+/// broker resumes, ingest accepts again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_hanging_up_does_not_hide_an_unacknowledged_delivery() -> anyhow::Result<()> {
     let broker = Broker::start()?;
@@ -296,8 +295,6 @@ async fn a_client_hanging_up_does_not_hide_an_unacknowledged_delivery() -> anyho
         .and_then(|v| v.trim().parse::<f64>().ok())
         .unwrap_or(0.0);
     assert!(replaced >= 1.0, "the replacement is counted:\n{metrics}");
-    let tansu = broker.log();
-    assert!(!tansu.contains("panicked"), "tansu panicked:\n{tansu}");
     assert_eq!(
         last,
         Some(reqwest::StatusCode::ACCEPTED),

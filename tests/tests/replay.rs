@@ -1,4 +1,4 @@
-//! `sluice replay` against a real tansu broker: a window chosen by timestamp,
+//! `sluice replay` against a real Kafka broker: a window chosen by timestamp,
 //! duration or key returns exactly its events, in per-partition offset
 //! order, equal to an independent computation of the chain; a live stage's
 //! committed offsets are untouched; bad input is one line and exit code 2.
@@ -13,7 +13,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use sluice::replay::window::format_ms;
 use sluice::schema::SchemaSet;
-use sluice_tests::pipeline::{event, expected, pipeline_config};
+use sluice_tests::pipeline::{Names, event, expected, pipeline_config, pipeline_config_named};
 use sluice_tests::{
     Broker, Sluice, TempDir, free_port, plugins_built, produce_events, produce_events_at, read_all,
     repo_path, sluice_bin, topic_size, wait_until,
@@ -125,21 +125,23 @@ fn assert_output(lines: &[Line], want: &BTreeMap<String, (Value, i64)>, what: &s
 #[tokio::test(flavor = "multi_thread")]
 async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow::Result<()> {
     plugins_built(&["filter", "redact", "enrich"])?;
-    let broker = Broker::start()?;
-    broker.create_topic("in", 3)?;
-    broker.create_topic("replayed", 3)?;
+    let broker = Broker::shared();
+    let names = Names::unique("window");
+    let replayed = format!("{}.replayed", names.input);
+    broker.create_topic(&names.input, 3)?;
+    broker.create_topic(&replayed, 3)?;
     // Three spans of 10k events, one hour apart, ending an hour ago.
     let base = sluice::replay::window::now_ms() / 1000 * 1000 - 3 * HOUR;
     let inputs: Vec<Value> = (0..3 * SPAN).map(event).collect();
     let stamps: Vec<i64> = (0..3 * SPAN)
         .map(|i| base + (i / SPAN) as i64 * HOUR + (i % SPAN) as i64)
         .collect();
-    produce_events_at(&broker.bootstrap(), "in", &inputs, Some(&stamps)).await?;
+    produce_events_at(&broker.bootstrap(), &names.input, &inputs, Some(&stamps)).await?;
 
     let dir = TempDir::new("replay");
     let config = write_config(
         &dir,
-        &pipeline_config(&broker.bootstrap(), free_port(), 500),
+        &pipeline_config_named(&broker.bootstrap(), free_port(), 500, &names),
     );
     let middle = expected_by_id(
         inputs
@@ -158,7 +160,7 @@ async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow
         &config,
         &[
             "--topic",
-            "in",
+            &names.input,
             "--from",
             &from,
             "--to",
@@ -188,7 +190,7 @@ async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow
         &config,
         &[
             "--topic",
-            "in",
+            &names.input,
             "--from",
             &from,
             "--to",
@@ -226,7 +228,7 @@ async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow
         &config,
         &[
             "--topic",
-            "in",
+            &names.input,
             "--from",
             "150m",
             "--to",
@@ -240,11 +242,11 @@ async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow
     assert!(result.status.success(), "{}", stderr(&result));
     assert_output(&read_lines(&out)?, &middle, "durations");
 
-    // After the last record: an empty window, not the whole topic (tansu
-    // answers such a time lookup with offset 0; replay must notice).
+    // After the last record: an empty window, not the whole topic (Kafka
+    // answers such a time lookup with -1, the end).
     let result = replay(
         &config,
-        &["--topic", "in", "--from", "30m", "--stage", "clean"],
+        &["--topic", &names.input, "--from", "30m", "--stage", "clean"],
     );
     let summary = stderr(&result);
     assert!(result.status.success(), "{summary}");
@@ -253,7 +255,7 @@ async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow
 
     // One entity over all of history: only its partition is read.
     let entity = "user-5";
-    let all = read_all(&broker.bootstrap(), "in", Duration::from_secs(60))?;
+    let all = read_all(&broker.bootstrap(), &names.input, Duration::from_secs(60))?;
     let home: BTreeSet<i32> = all
         .iter()
         .filter(|r| r.key.as_deref() == Some(entity.as_bytes()))
@@ -265,7 +267,7 @@ async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow
         &config,
         &[
             "--topic",
-            "in",
+            &names.input,
             "--from",
             "0",
             "--key",
@@ -316,7 +318,7 @@ async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow
         &config,
         &[
             "--topic",
-            "in",
+            &names.input,
             "--from",
             &from,
             "--to",
@@ -324,11 +326,11 @@ async fn windows_by_time_duration_and_key_equal_an_independent_chain() -> anyhow
             "--stage",
             "clean",
             "--out-topic",
-            "replayed",
+            &replayed,
         ],
     );
     assert!(result.status.success(), "{}", stderr(&result));
-    let records = read_all(&broker.bootstrap(), "replayed", Duration::from_secs(60))?;
+    let records = read_all(&broker.bootstrap(), &replayed, Duration::from_secs(60))?;
     let mut set = SchemaSet::default();
     set.load(&repo_path("schemas/telemetry_event.avsc"))?;
     let mut got = BTreeMap::new();
@@ -368,15 +370,14 @@ fn committed(bootstrap: &str, group: &str, topic: &str) -> anyhow::Result<Vec<(i
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_leaves_a_live_stage_and_its_offsets_alone() -> anyhow::Result<()> {
     plugins_built(&["filter", "redact", "enrich"])?;
-    let broker = Broker::start()?;
-    broker.create_topic("in", 3)?;
-    broker.create_topic("out", 3)?;
-    broker.create_topic("dlq", 1)?;
+    let broker = Broker::shared();
+    let names = Names::unique("live");
+    names.create(&broker, 3)?;
     let total = 4_000;
     let inputs: Vec<Value> = (0..total).map(event).collect();
-    produce_events(&broker.bootstrap(), "in", &inputs).await?;
+    produce_events(&broker.bootstrap(), &names.input, &inputs).await?;
     let port = free_port();
-    let config_text = pipeline_config(&broker.bootstrap(), port, 200);
+    let config_text = pipeline_config_named(&broker.bootstrap(), port, 200, &names);
     let sluice = Sluice::start(&config_text, port)?;
     let kept = (total * 3 / 4) as i64;
     let bootstrap = broker.bootstrap();
@@ -387,7 +388,7 @@ async fn replay_leaves_a_live_stage_and_its_offsets_alone() -> anyhow::Result<()
         (0..3)
             .map(|p| {
                 consumer
-                    .fetch_watermarks("in", p, Duration::from_secs(10))
+                    .fetch_watermarks(&names.input, p, Duration::from_secs(10))
                     .map(|(_, high)| (p, Offset::Offset(high)))
             })
             .collect::<Result<_, _>>()?
@@ -396,8 +397,8 @@ async fn replay_leaves_a_live_stage_and_its_offsets_alone() -> anyhow::Result<()
         Duration::from_secs(120),
         "the stage to process and commit everything",
         || {
-            topic_size(&bootstrap, "out").is_ok_and(|n| n >= kept)
-                && committed(&bootstrap, "sluice-clean", "in").is_ok_and(|c| c == highs)
+            topic_size(&bootstrap, &names.output).is_ok_and(|n| n >= kept)
+                && committed(&bootstrap, &names.group, &names.input).is_ok_and(|c| c == highs)
         },
     )
     .map_err(|e| anyhow::anyhow!("{e}\n{}", sluice.log()))?;
@@ -409,7 +410,7 @@ async fn replay_leaves_a_live_stage_and_its_offsets_alone() -> anyhow::Result<()
         &config,
         &[
             "--topic",
-            "in",
+            &names.input,
             "--from",
             "0",
             "--stage",
@@ -421,11 +422,11 @@ async fn replay_leaves_a_live_stage_and_its_offsets_alone() -> anyhow::Result<()
     assert!(result.status.success(), "{}", stderr(&result));
     assert_eq!(read_lines(&out)?.len() as i64, kept);
     assert_eq!(
-        committed(&bootstrap, "sluice-clean", "in")?,
+        committed(&bootstrap, &names.group, &names.input)?,
         highs,
         "the live group's committed offsets did not move"
     );
-    let replay_group = committed(&bootstrap, "sluice-replay-unused", "in")?;
+    let replay_group = committed(&bootstrap, "sluice-replay-unused", &names.input)?;
     assert!(
         replay_group
             .iter()
@@ -435,11 +436,11 @@ async fn replay_leaves_a_live_stage_and_its_offsets_alone() -> anyhow::Result<()
 
     // The stage still owns its partitions: new input still flows through it.
     let more: Vec<Value> = (total..total + 400).map(event).collect();
-    produce_events(&bootstrap, "in", &more).await?;
+    produce_events(&bootstrap, &names.input, &more).await?;
     wait_until(
         Duration::from_secs(60),
         "the stage to keep consuming",
-        || topic_size(&bootstrap, "out").is_ok_and(|n| n >= kept + 300),
+        || topic_size(&bootstrap, &names.output).is_ok_and(|n| n >= kept + 300),
     )
     .map_err(|e| anyhow::anyhow!("{e}\n{}", sluice.log()))?;
     Ok(())
@@ -448,7 +449,8 @@ async fn replay_leaves_a_live_stage_and_its_offsets_alone() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_one_line_and_exit_code_2() -> anyhow::Result<()> {
     plugins_built(&["filter", "redact", "enrich"])?;
-    let broker = Broker::start()?;
+    // Topic `in` and stage `clean` (no host runs it) are this test's alone.
+    let broker = Broker::shared();
     broker.create_topic("in", 3)?;
     let inputs: Vec<Value> = (0..300).map(event).collect();
     produce_events(&broker.bootstrap(), "in", &inputs).await?;

@@ -76,8 +76,20 @@ async fn sigterm_under_load_drains_exits_0_and_restart_redelivers_nothing() -> a
         })
         .await?
     };
-    // Give a re-delivery time to show, then read the final output.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Once the group has committed all of the input (lag 0), nothing can be
+    // delivered again: read the final output then.
+    {
+        let bootstrap = broker.bootstrap();
+        tokio::task::spawn_blocking(move || {
+            sluice_tests::wait_caught_up(
+                &bootstrap,
+                "sluice-clean",
+                common::INPUT,
+                Duration::from_secs(60),
+            )
+        })
+        .await??;
+    }
     let ids = {
         let bootstrap = broker.bootstrap();
         let read =

@@ -1,4 +1,4 @@
-//! Sink stages against a real tansu broker and the machine's PostgreSQL:
+//! Sink stages against a real Kafka broker and the machine's PostgreSQL:
 //! events become exactly one row each with the mapped values, redelivered
 //! batches leave the row count unchanged, a database outage loses nothing,
 //! an ungranted connection dead-letters the batch, and the NDJSON sink

@@ -1,16 +1,20 @@
-//! Stages against a real tansu broker: a 3-plugin chain's output equals an
+//! Stages against a real Kafka broker: a 3-plugin chain's output equals an
 //! independent computation; misbehaving plugins cost dead letters, never the
-//! host; a SIGKILLed host loses nothing on restart.
+//! host; a SIGKILLed host loses nothing on restart; the same host restarted
+//! rejoins its group and resumes at its committed offsets.
+//!
+//! Every test here runs on the binary's shared broker with its own topics
+//! and consumer group.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice::schema::SchemaSet;
-use sluice_tests::pipeline::{event, expected, pipeline_config};
+use sluice_tests::pipeline::{Names, event, expected, pipeline_config_named};
 use sluice_tests::{
-    Broker, Sluice, free_port, plugins_built, produce_events, read_all, read_topic, repo_path,
-    topic_size, wait_until,
+    Broker, SharedBroker, Sluice, committed_offsets, free_port, plugins_built, produce_events,
+    read_all, read_topic, repo_path, topic_size, wait_caught_up, wait_until,
 };
 
 fn schemas() -> SchemaSet {
@@ -20,29 +24,36 @@ fn schemas() -> SchemaSet {
     set
 }
 
-/// A broker with topics `in`, `out` and `dlq`, and `total` events in `in`.
-async fn pipeline_inputs(total: usize) -> anyhow::Result<(Broker, Vec<Value>)> {
+/// The shared broker with this test's own input, output and dead-letter
+/// topics (and group), and `total` events in the input.
+async fn pipeline_inputs(
+    label: &str,
+    total: usize,
+) -> anyhow::Result<(SharedBroker, Names, Vec<Value>)> {
     plugins_built(&["filter", "redact", "enrich"])?;
-    let broker = Broker::start()?;
-    broker.create_topic("in", 3)?;
-    broker.create_topic("out", 3)?;
-    broker.create_topic("dlq", 1)?;
+    let broker = Broker::shared();
+    let names = Names::unique(label);
+    names.create(&broker, 3)?;
     let inputs: Vec<Value> = (0..total).map(event).collect();
-    produce_events(&broker.bootstrap(), "in", &inputs).await?;
-    Ok((broker, inputs))
+    produce_events(&broker.bootstrap(), &names.input, &inputs).await?;
+    Ok((broker, names, inputs))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chain_output_equals_an_independent_computation() -> anyhow::Result<()> {
     let total = 20_000;
-    let (broker, inputs) = pipeline_inputs(total).await?;
+    let (broker, names, inputs) = pipeline_inputs("chain", total).await?;
     let port = free_port();
-    let sluice = Sluice::start(&pipeline_config(&broker.bootstrap(), port, 500), port)?;
+    let sluice = Sluice::start(
+        &pipeline_config_named(&broker.bootstrap(), port, 500, &names),
+        port,
+    )?;
 
     let expected_count = inputs.iter().filter(|e| e["severity"] != "DEBUG").count();
     let bootstrap = broker.bootstrap();
+    let out = names.output.clone();
     let records = tokio::task::spawn_blocking(move || {
-        read_topic(&bootstrap, "out", expected_count, Duration::from_secs(60))
+        read_topic(&bootstrap, &out, expected_count, Duration::from_secs(60))
     })
     .await??;
     assert_eq!(records.len(), expected_count, "{}", sluice.log());
@@ -87,19 +98,31 @@ async fn chain_output_equals_an_independent_computation() -> anyhow::Result<()> 
             record.partition
         );
     }
+    // Caught up (lag 0), so no dead letter is still on its way.
     let bootstrap = broker.bootstrap();
-    let dead = tokio::task::spawn_blocking(move || {
-        read_topic(&bootstrap, "dlq", 1, Duration::from_secs(2))
+    let names2 = names.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_caught_up(
+            &bootstrap,
+            &names2.group,
+            &names2.input,
+            Duration::from_secs(30),
+        )
     })
     .await??;
-    assert!(dead.is_empty(), "no dead letters in a clean run");
+    assert_eq!(
+        topic_size(&broker.bootstrap(), &names.dlq)?,
+        0,
+        "no dead letters in a clean run"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn misbehaving_plugins_cost_dead_letters_not_the_host() -> anyhow::Result<()> {
     plugins_built(&["fixture-panic", "fixture-spin", "fixture-hog"])?;
-    let broker = Broker::start()?;
+    // Topic and group names (sluice-s-KIND) used by no other test here.
+    let broker = Broker::shared();
     broker.create_topic("sandbox.in", 2)?;
     let fixtures = [
         ("panic", "trapped"),
@@ -229,7 +252,7 @@ async fn misbehaving_plugins_cost_dead_letters_not_the_host() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_run_loses_nothing() -> anyhow::Result<()> {
     let total = 20_000;
-    let (broker, inputs) = pipeline_inputs(total).await?;
+    let (broker, names, inputs) = pipeline_inputs("sigkill", total).await?;
     let expected: HashSet<String> = inputs
         .iter()
         .filter(|e| e["severity"] != "DEBUG")
@@ -237,11 +260,12 @@ async fn sigkill_mid_run_loses_nothing() -> anyhow::Result<()> {
         .collect();
 
     let port = free_port();
-    let config = pipeline_config(&broker.bootstrap(), port, 200);
+    let config = pipeline_config_named(&broker.bootstrap(), port, 200, &names);
     let mut sluice = Sluice::start(&config, port)?;
     let bootstrap = broker.bootstrap();
+    let out = names.output.clone();
     let partial = tokio::task::spawn_blocking(move || {
-        read_topic(&bootstrap, "out", 2_000, Duration::from_secs(60))
+        read_topic(&bootstrap, &out, 2_000, Duration::from_secs(60))
     })
     .await??;
     assert!(
@@ -251,7 +275,7 @@ async fn sigkill_mid_run_loses_nothing() -> anyhow::Result<()> {
     sluice.kill();
     let before = read_topic(
         &broker.bootstrap(),
-        "out",
+        &names.output,
         usize::MAX,
         Duration::from_secs(2),
     )?
@@ -262,11 +286,9 @@ async fn sigkill_mid_run_loses_nothing() -> anyhow::Result<()> {
         expected.len()
     );
 
-    // Restart once the killed member's session (8 s) has expired. tansu 0.6
-    // hands a member that joins before then to the dead member as group
-    // leader, which never assigns it partitions (Apache Kafka rebalances
-    // instead); after expiry tansu evicts the dead member on the next join.
-    std::thread::sleep(Duration::from_secs(10));
+    // Restart at once: the killed member is still in the group until its
+    // session (8 s) expires; Kafka's coordinator rebalances it away and the
+    // new member gets every partition from the committed offsets.
     let restarted = Sluice::start(&config, port)?;
     let set = schemas();
     let mut delivered = HashSet::new();
@@ -275,13 +297,13 @@ async fn sigkill_mid_run_loses_nothing() -> anyhow::Result<()> {
         Duration::from_secs(120),
         "every event after the restart",
         || {
-            // Poll the cheap watermark sum; read everything (heavy for a
-            // sqlite-backed broker) only once enough records exist.
-            match topic_size(&broker.bootstrap(), "out") {
+            // Poll the cheap watermark sum; read everything only once
+            // enough records exist.
+            match topic_size(&broker.bootstrap(), &names.output) {
                 Ok(size) if size >= expected.len() as i64 => {}
                 _ => return false,
             }
-            let all = match read_all(&broker.bootstrap(), "out", Duration::from_secs(60)) {
+            let all = match read_all(&broker.bootstrap(), &names.output, Duration::from_secs(60)) {
                 Ok(all) => all,
                 Err(e) => {
                     eprintln!("reading out: {e:#}");
@@ -317,5 +339,97 @@ async fn sigkill_mid_run_loses_nothing() -> anyhow::Result<()> {
         records,
         records - delivered.len()
     );
+    Ok(())
+}
+
+/// The same host (same config, same group, same host id), stopped with
+/// SIGTERM and started again, rejoins its group and resumes at the offsets
+/// it committed: events produced while it was down all arrive, none of those
+/// it had already processed arrive again, and the group ends at lag 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_host_restarted_rejoins_its_group_and_resumes_at_its_commits() -> anyhow::Result<()>
+{
+    let first = 6_000;
+    let (broker, names, inputs) = pipeline_inputs("rejoin", first).await?;
+    let bootstrap = broker.bootstrap();
+    let port = free_port();
+    let config = pipeline_config_named(&bootstrap, port, 200, &names);
+    let mut sluice = Sluice::start(&config, port)?;
+
+    let passes = |events: &[Value]| events.iter().filter(|e| e["severity"] != "DEBUG").count();
+    let (bs, n) = (bootstrap.clone(), names.clone());
+    tokio::task::spawn_blocking(move || {
+        wait_caught_up(&bs, &n.group, &n.input, Duration::from_secs(90))
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", sluice.log()))?;
+    let before = topic_size(&bootstrap, &names.output)?;
+    assert_eq!(
+        before,
+        passes(&inputs) as i64,
+        "first run complete, no duplicates"
+    );
+    let committed = committed_offsets(&bootstrap, &names.group, &names.input)?;
+    let status = sluice.terminate(Duration::from_secs(30))?;
+    assert!(
+        status.success(),
+        "graceful exit: {status:?}\n{}",
+        sluice.log()
+    );
+
+    // Produced while the host is down.
+    let more: Vec<Value> = (first..first + 3_000).map(event).collect();
+    produce_events(&bootstrap, &names.input, &more).await?;
+
+    let restarted_at = std::time::Instant::now();
+    let restarted = Sluice::start(&config, port)?;
+    let (bs, n) = (bootstrap.clone(), names.clone());
+    tokio::task::spawn_blocking(move || {
+        wait_caught_up(&bs, &n.group, &n.input, Duration::from_secs(90))
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", restarted.log()))?;
+    let caught_up = restarted_at.elapsed();
+
+    let set = schemas();
+    let records = read_all(&bootstrap, &names.output, Duration::from_secs(60))?;
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| {
+            set.decode_json(&r.value)
+                .map(|v| v["event_id"].as_str().unwrap_or_default().to_string())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let distinct: HashSet<&String> = ids.iter().collect();
+    let expected: HashSet<String> = inputs
+        .iter()
+        .chain(&more)
+        .filter(|e| e["severity"] != "DEBUG")
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let lost = expected.iter().filter(|id| !distinct.contains(id)).count();
+    println!(
+        "rejoin: committed before the stop {committed:?}; after the restart caught up in {:.1}s; records={} distinct={} expected={} duplicates={} lost={lost}",
+        caught_up.as_secs_f64(),
+        ids.len(),
+        distinct.len(),
+        expected.len(),
+        ids.len() - distinct.len()
+    );
+    assert_eq!(lost, 0, "every event arrived\n{}", restarted.log());
+    assert_eq!(
+        ids.len(),
+        distinct.len(),
+        "nothing committed was processed again\n{}",
+        restarted.log()
+    );
+    let after = committed_offsets(&bootstrap, &names.group, &names.input)?;
+    for (partition, offset) in &committed {
+        assert!(
+            after.get(partition).is_some_and(|a| a >= offset),
+            "partition {partition}: committed offset went back ({offset} -> {:?})",
+            after.get(partition)
+        );
+    }
     Ok(())
 }

@@ -176,8 +176,8 @@ impl Kafka {
 
 impl Kafka {
     /// Create `topic` with one partition and `cleanup.policy=compact` if it
-    /// does not exist (the plugin store). Brokers that ignore topic configs
-    /// (tansu 0.6) keep every record, which is also correct, only larger.
+    /// does not exist (the plugin store). A broker that ignored the config
+    /// would keep every record, which is also correct, only larger.
     pub async fn ensure_compacted_topic(&self, topic: &str) -> anyhow::Result<()> {
         if let Some(broker) = &self.embedded {
             return broker.create_topic(topic, 1);

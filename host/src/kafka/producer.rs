@@ -1,16 +1,14 @@
 //! A replaceable idempotent producer.
 //!
 //! After a delivery times out, librdkafka's idempotent producer bumps its
-//! epoch (KIP-360) when the broker returns. Not every Kafka-protocol broker
-//! handles that, and a producer that cannot re-establish its idempotence
-//! state stalls every later send. With tansu 0.6 it is worse: a producer
-//! whose in-flight records timed out during an outage, producing again after
-//! the broker returns, panics tansu's single storage task ("more or less than
-//! one row" in its idempotence check), after which the broker serves no one.
-//! So when a delivery fails because the broker is unreachable (or librdkafka
-//! declares the producer fatally failed), the producer is replaced by a fresh
-//! one (new producer id) and the old one is purged, so its pending deliveries
-//! fail at once and it is dropped before the broker returns. Records the old one had not
+//! epoch (KIP-360) when the broker returns; a producer that cannot
+//! re-establish its idempotence state (or that librdkafka declares fatally
+//! failed, e.g. after an out-of-sequence answer) stalls or refuses every
+//! later send, on any broker. So when a delivery fails because the broker is
+//! unreachable (or the producer is fatally failed), the producer is replaced
+//! by a fresh one (new producer id) and the old one is purged, so its
+//! pending deliveries fail at once and it is dropped before the broker
+//! returns. Records the old one had not
 //! delivered were never acknowledged, so their senders were told (503, or
 //! a stage retry): at-least-once holds.
 

@@ -263,14 +263,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Summary> {
         &args.keys,
         &partitioner,
     )?;
-    let ranges = resolve(
-        &kafka,
-        &consumer,
-        &args.topic,
-        &selected,
-        &from,
-        to.as_ref(),
-    )?;
+    let ranges = resolve(&consumer, &args.topic, &selected, &from, to.as_ref())?;
     if let Some(out_topic) = &args.out_topic {
         topic_partitions(&consumer, out_topic).context("--out-topic")?;
     }
@@ -467,7 +460,6 @@ fn select_partitions(
 /// Resolve both bounds to offsets in each selected partition, clamped to
 /// what the partition holds now.
 fn resolve(
-    kafka: &Kafka,
     consumer: &BaseConsumer,
     topic: &str,
     partitions: &[i32],
@@ -481,9 +473,9 @@ fn resolve(
             .with_context(|| format!("cannot read the watermarks of {topic}/{p}"))?;
         marks.insert(p, (low, high));
     }
-    let starts = offsets(kafka, consumer, topic, &marks, from, Side::From)?;
+    let starts = offsets(consumer, topic, &marks, from, Side::From)?;
     let ends = match to {
-        Some(to) => offsets(kafka, consumer, topic, &marks, to, Side::To)?,
+        Some(to) => offsets(consumer, topic, &marks, to, Side::To)?,
         None => marks.iter().map(|(p, (_, high))| (*p, *high)).collect(),
     };
     let mut ranges = Vec::with_capacity(partitions.len());
@@ -513,7 +505,6 @@ enum Side {
 
 /// One bound as an offset per partition, within `[low, high]`.
 fn offsets(
-    kafka: &Kafka,
     consumer: &BaseConsumer,
     topic: &str,
     marks: &BTreeMap<i32, (i64, i64)>,
@@ -552,24 +543,15 @@ fn offsets(
                 })?;
             for element in answer.elements() {
                 let p = element.partition();
-                let Some(&(low, high)) = marks.get(&p) else {
+                let Some(&(_, high)) = marks.get(&p) else {
                     continue;
                 };
                 if let Some(e) = element.error().err() {
                     anyhow::bail!("offset lookup of {topic}/{p} failed: {e}");
                 }
+                // Kafka answers "no record at or after T" with -1 (the end).
                 let offset = match element.offset() {
-                    Offset::Offset(o) if o < high => {
-                        // Kafka answers "no record at or after T" with the
-                        // end offset; tansu 0.6 answers with offset 0. Check
-                        // the one suspicious answer (the partition's first
-                        // record) by reading its timestamp.
-                        if o <= low && timestamp_at(kafka, topic, p, low)? < *ts {
-                            high
-                        } else {
-                            o
-                        }
-                    }
+                    Offset::Offset(o) if o < high => o,
                     _ => high,
                 };
                 out.insert(p, clamp(p, offset));
@@ -582,26 +564,6 @@ fn offsets(
         }
     }
     Ok(out)
-}
-
-/// The timestamp of the record at `offset` of `topic`/`partition`.
-fn timestamp_at(kafka: &Kafka, topic: &str, partition: i32, offset: i64) -> anyhow::Result<i64> {
-    let consumer = reader(kafka)?;
-    let mut assignment = TopicPartitionList::new();
-    assignment.add_partition_offset(topic, partition, Offset::Offset(offset))?;
-    consumer.assign(&assignment)?;
-    let deadline = Instant::now() + REQUEST_TIMEOUT;
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) if m.partition() == partition && m.offset() >= offset => {
-                return Ok(m.timestamp().to_millis().unwrap_or(i64::MIN));
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(i64::MIN),
-            Some(Err(e)) => return Err(e).context("cannot read a record's timestamp"),
-            _ => {}
-        }
-    }
-    anyhow::bail!("no record at {topic}/{partition} offset {offset} within {REQUEST_TIMEOUT:?}")
 }
 
 /// The writer schema of an Avro container file: the ingest route's schema
