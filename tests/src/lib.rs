@@ -7,6 +7,7 @@
 //! binary is the release build next to the test executable; `SLUICE_BIN`
 //! overrides it.
 
+pub mod kstreams;
 pub mod pipeline;
 pub mod postgres;
 pub mod sink_bench;
