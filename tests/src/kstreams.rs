@@ -53,6 +53,16 @@ pub struct Measured {
     /// From spawning the JVM to its first input record: JVM start-up, group
     /// join, task assignment (and `initTransactions` for exactly-once).
     pub startup: Duration,
+    /// The rate after JIT warm-up: input records from the progress line at
+    /// or past one third of the input to the end, over the time from that
+    /// line to the output being complete. `None` when the input is too small
+    /// for a progress line (one every 10 000 records) there.
+    pub after_warmup_events_per_sec: Option<f64>,
+    /// CPU time (user + system) the JVM spent from the first-record line
+    /// (as read here, within ~20 ms of it) to the output being complete:
+    /// on a shared machine a steadier figure than the rate. `None` where
+    /// `/proc` is missing.
+    pub jvm_cpu: Option<Duration>,
 }
 
 /// How to run the Kafka Streams application (see [`KStreamsApp::run_with`]).
@@ -123,6 +133,21 @@ fn first_record_line(line: &str) -> anyhow::Result<Option<SystemTime>> {
     };
     let ms: u64 = ms.trim().parse().context("first-record line")?;
     Ok(Some(UNIX_EPOCH + Duration::from_millis(ms)))
+}
+
+/// `(N, T)` from `sluice-kstreams: consumed N epoch_ms=T`, if `line` is that.
+fn progress_line(line: &str) -> anyhow::Result<Option<(u64, SystemTime)>> {
+    let Some(rest) = line.strip_prefix("sluice-kstreams: consumed ") else {
+        return Ok(None);
+    };
+    let (n, ms) = rest
+        .split_once(" epoch_ms=")
+        .context("malformed progress line")?;
+    let ms: u64 = ms.trim().parse().context("progress line")?;
+    Ok(Some((
+        n.parse().context("progress line")?,
+        UNIX_EPOCH + Duration::from_millis(ms),
+    )))
 }
 
 /// `ProducerPerformance`'s summary line, parsed.
@@ -271,7 +296,11 @@ fn build_uncached() -> anyhow::Result<KStreamsApp> {
     };
     let started = Instant::now();
     let mut output = run(true)?;
-    if !output.status.success() {
+    let offline_miss = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout).contains("offline")
+            || String::from_utf8_lossy(&o.stderr).contains("offline")
+    };
+    if !output.status.success() && offline_miss(&output) {
         eprintln!("kstreams: offline Maven build failed; resolving from Maven Central");
         output = run(false)?;
     }
@@ -391,6 +420,18 @@ impl Jvm {
                 .unwrap_or_default(),
             self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
         )
+    }
+
+    /// The JVM's CPU time so far (user + system, `/proc/PID/stat` fields 14
+    /// and 15, in USER_HZ = 100 ticks per second as on every Linux).
+    fn cpu(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the parenthesized command name, which may hold spaces.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(Duration::from_millis(ticks * 10))
     }
 
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
@@ -549,11 +590,20 @@ impl KStreamsApp {
         let mut jvm = Jvm::spawn(self, "dev.sluice.kstreams.RulesApp", &args)?;
         let deadline = Instant::now() + options.timeout;
         let mut first_record: Option<SystemTime> = None;
+        let mut cpu_at_first = None;
+        let mut third: Option<(u64, SystemTime)> = None;
         let mut seen: u64 = 0;
         let done_at = loop {
             while let Ok(line) = jvm.lines.try_recv() {
                 if let Some(at) = first_record_line(&line)? {
                     first_record = Some(at);
+                    cpu_at_first = jvm.cpu();
+                }
+                if let Some((n, at)) = progress_line(&line)?
+                    && third.is_none()
+                    && n * 3 >= input_records
+                {
+                    third = Some((n, at));
                 }
             }
             seen = match &counter {
@@ -593,6 +643,7 @@ impl KStreamsApp {
                 std::thread::sleep(Duration::from_millis(20));
             }
         };
+        let cpu_at_done = jvm.cpu();
         jvm.stop(Duration::from_secs(6));
         // The first-record line is printed before that record is processed,
         // so it has arrived by now unless the pipe lagged; drain it.
@@ -618,6 +669,13 @@ impl KStreamsApp {
             output_records: seen,
             from_first_record,
             startup: first_record.duration_since(spawned).unwrap_or_default(),
+            after_warmup_events_per_sec: third.and_then(|(n, at)| {
+                let rest = done_at.duration_since(at).ok()?.as_secs_f64();
+                (rest > 0.0).then(|| input_records.saturating_sub(n) as f64 / rest)
+            }),
+            jvm_cpu: cpu_at_first
+                .zip(cpu_at_done)
+                .map(|(a, b): (Duration, Duration)| b.saturating_sub(a)),
         })
     }
 

@@ -432,15 +432,18 @@ async fn benchmark_on_a_real_broker() -> anyhow::Result<()> {
         options.exactly_once = exactly_once;
         let m = app.run_with(&options)?;
         println!(
-            "kafka streams {:<16} {:>9.0} events/s  ({} input events in {:.2} s from first record to last output; start-up {:.1} s; {} output)",
+            "kafka streams {:<16} {:>9.0} events/s  ({:.0}/s after the first third) ({} input events in {:.2} s from first record to last output; JVM CPU {:.2} s = {:.1} µs/event; start-up {:.1} s; {} output)",
             if exactly_once {
                 "exactly_once_v2"
             } else {
                 "at_least_once"
             },
             m.events_per_sec,
+            m.after_warmup_events_per_sec.unwrap_or(f64::NAN),
             m.input_records,
             m.from_first_record.as_secs_f64(),
+            m.jvm_cpu.unwrap_or_default().as_secs_f64(),
+            m.jvm_cpu.unwrap_or_default().as_secs_f64() * 1e6 / m.input_records as f64,
             m.startup.as_secs_f64(),
             m.output_records
         );

@@ -38,8 +38,10 @@ import org.apache.kafka.streams.kstream.Produced;
  * stderr and skipped (Sluice would send them to its dead-letter topic).
  *
  * <p>Lines on stdout, for the harness:
- * {@code sluice-kstreams: state RUNNING}, {@code sluice-kstreams: first-record epoch_ms=N}
- * (when the first input record reaches the rules).
+ * {@code sluice-kstreams: state RUNNING}, {@code sluice-kstreams: first-record epoch_ms=T}
+ * (when the first input record reaches the rules) and
+ * {@code sluice-kstreams: consumed N epoch_ms=T} every {@code --progress-every}
+ * records (0: never).
  *
  * <p>{@code --pipe} runs the rules without Kafka: one hex-encoded framed
  * value per stdin line in, one line out per input ({@code DROP}, {@code ERROR
@@ -51,7 +53,7 @@ public final class RulesApp {
     private static final String USAGE = """
             usage: RulesApp --schema FILE.avsc --salt SALT [--fingerprint HEX]...
                             (--pipe | --bootstrap HOST:PORT --input TOPIC --output TOPIC --application-id ID)
-                            [--exactly-once] [--commit-interval-ms 100] [--threads 1]
+                            [--exactly-once] [--commit-interval-ms 100] [--threads 1] [--progress-every 10000]
                             [--drop-severity DEBUG] [--redact attributes.email,attributes.ip] [--detect email,ipv4]
                             [--lookup-from source] [--lookup-to attributes.team]
                             [--table web=growth,checkout=payments] [--lookup-default unknown]
@@ -70,6 +72,7 @@ public final class RulesApp {
         boolean pipe = false;
         long commitIntervalMs = 100;
         int threads = 1;
+        long progress = 10_000;
         List<String[]> extra = new ArrayList<>();
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
@@ -96,6 +99,7 @@ public final class RulesApp {
                         case "--application-id" -> applicationId = value;
                         case "--commit-interval-ms" -> commitIntervalMs = Long.parseLong(value);
                         case "--threads" -> threads = Integer.parseInt(value);
+                        case "--progress-every" -> progress = Long.parseLong(value);
                         case "--drop-severity" -> rules.dropSeverity = value;
                         case "--redact" -> rules.redactFields = list(value);
                         case "--detect" -> rules.detect = list(value);
@@ -154,6 +158,8 @@ public final class RulesApp {
         }
 
         AtomicBoolean first = new AtomicBoolean();
+        AtomicLong consumed = new AtomicLong();
+        final long progressEvery = progress;
         AtomicLong undecodable = new AtomicLong();
         ThreadLocal<Rules> perThread = ThreadLocal.withInitial(() -> new Rules(schema, rules));
         StreamsBuilder builder = new StreamsBuilder();
@@ -162,6 +168,10 @@ public final class RulesApp {
                     if (!first.get() && first.compareAndSet(false, true)) {
                         say("first-record epoch_ms=" + System.currentTimeMillis());
                     }
+                    long n = consumed.incrementAndGet();
+                    if (progressEvery > 0 && n % progressEvery == 0) {
+                        say("consumed " + n + " epoch_ms=" + System.currentTimeMillis());
+                    }
                     if (value == null) {
                         return List.of();
                     }
@@ -169,9 +179,9 @@ public final class RulesApp {
                         byte[] out = perThread.get().apply(value);
                         return out == null ? List.<byte[]>of() : List.of(out);
                     } catch (IOException | RuntimeException e) {
-                        long n = undecodable.incrementAndGet();
-                        if (n == 1 || n % 10_000 == 0) {
-                            System.err.println("sluice-kstreams: skipped " + n + " undecodable record(s): " + e);
+                        long bad = undecodable.incrementAndGet();
+                        if (bad == 1 || bad % 10_000 == 0) {
+                            System.err.println("sluice-kstreams: skipped " + bad + " undecodable record(s): " + e);
                         }
                         return List.<byte[]>of();
                     }
