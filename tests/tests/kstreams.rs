@@ -455,3 +455,54 @@ async fn benchmark_on_a_real_broker() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// CRC-64-AVRO (the spec's Rabin fingerprint), little-endian as in frames.
+fn rabin(text: &str) -> [u8; 8] {
+    const EMPTY: u64 = 0xc15d_213a_a4d7_a795;
+    let table: Vec<u64> = (0..256u64)
+        .map(|i| (0..8).fold(i, |fp, _| (fp >> 1) ^ (EMPTY & (fp & 1).wrapping_neg())))
+        .collect();
+    let fp = text.bytes().fold(EMPTY, |fp, b| {
+        (fp >> 8) ^ table[((fp ^ u64::from(b)) & 0xff) as usize]
+    });
+    fp.to_le_bytes()
+}
+
+/// Pins the finding in `tests/kstreams/README.md`: Sluice's frames carry the
+/// fingerprint of a canonical form with `{"type":"long"}` for `occurred_at`
+/// (apache-avro 0.21), not the spec's `"long"`. RulesApp accepts both.
+#[test]
+fn sluice_frames_carry_a_non_standard_fingerprint() -> anyhow::Result<()> {
+    let spec = r#"{"name":"dev.sluice.TelemetryEvent","type":"record","fields":[{"name":"event_id","type":"string"},{"name":"type","type":"string"},{"name":"source","type":"string"},{"name":"entity_id","type":"string"},{"name":"occurred_at","type":"long"},{"name":"severity","type":{"name":"dev.sluice.Severity","type":"enum","symbols":["DEBUG","INFO","WARN","ERROR","FATAL"]}},{"name":"attributes","type":{"type":"map","values":"string"}},{"name":"trace_id","type":["null","string"]}]}"#;
+    let apache_avro = spec.replace(
+        r#""occurred_at","type":"long""#,
+        r#""occurred_at","type":{"type":"long"}"#,
+    );
+    let schema = schema();
+    assert_eq!(schema.fingerprint, rabin(&apache_avro));
+    assert_ne!(schema.fingerprint, rabin(spec));
+    assert_eq!(kstreams::sluice_fingerprint()?, "fc76b44391bb6801");
+
+    // The same datum framed with the spec's fingerprint is accepted too, and
+    // its output keeps that header.
+    let framed = schema
+        .encode_json(&chain_event(1))
+        .map_err(anyhow::Error::msg)?;
+    let mut standard = framed.clone();
+    standard[2..10].copy_from_slice(&rabin(spec));
+    let mut unknown = framed.clone();
+    unknown[2] ^= 0xff;
+    let app = kstreams::build()?;
+    let out = app.pipe(SALT, &[], &[framed, standard.clone(), unknown])?;
+    let (PipeOutcome::Value(a), PipeOutcome::Value(b)) = (&out[0], &out[1]) else {
+        panic!("{out:?}")
+    };
+    assert_eq!(&b[..10], &standard[..10]);
+    assert_eq!(a[10..], b[10..]);
+    assert!(
+        matches!(&out[2], PipeOutcome::Error(e) if e.contains("fingerprint")),
+        "{:?}",
+        out[2]
+    );
+    Ok(())
+}
