@@ -305,6 +305,7 @@ fn build_uncached() -> anyhow::Result<KStreamsApp> {
         output = run(false)?;
     }
     if !output.status.success() {
+        let _ = std::fs::remove_dir_all(&tmp);
         bail!(
             "mvn package of {} failed ({}):\n{}\n{}",
             project_dir().display(),
