@@ -7,6 +7,7 @@
 //! to the test executable; `SLUICE_BIN` overrides it.
 
 pub mod broker;
+pub mod kstreams;
 pub mod pipeline;
 pub mod postgres;
 pub mod sink_bench;
