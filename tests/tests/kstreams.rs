@@ -93,30 +93,33 @@ fn inputs(count: usize) -> Vec<Value> {
 /// run the plugins (linked natively, same code as the wasm components),
 /// validate and convert back. `None` when dropped.
 fn sluice_output(schemas: &SchemaSet, value: &[u8]) -> Option<Avro> {
-    let mut filter =
-        sluice_filter::Filter::init(sluice_sdk::Config::from_json_str(FILTER).unwrap()).unwrap();
-    let mut redact =
-        sluice_redact::Redact::init(sluice_sdk::Config::from_json_str(REDACT).unwrap()).unwrap();
-    let mut enrich =
-        sluice_enrich::Enrich::init(sluice_sdk::Config::from_json_str(ENRICH).unwrap()).unwrap();
     let (loaded, _) = schemas.decode(value).unwrap();
-    let mut event = Event::from_value_json(&schemas.decode_json(value).unwrap());
-    if !step(&mut filter, &mut event) || !step(&mut redact, &mut event) {
+    let mut json = serde_json::to_vec(&schemas.decode_json(value).unwrap()).unwrap();
+    if !step::<sluice_filter::Filter>(FILTER, &mut json)
+        || !step::<sluice_redact::Redact>(REDACT, &mut json)
+    {
         return None;
     }
-    assert!(step(&mut enrich, &mut event), "enrich dropped an event");
-    Some(json_to_avro(&loaded.schema, &event.value_json().unwrap()).unwrap())
+    assert!(
+        step::<sluice_enrich::Enrich>(ENRICH, &mut json),
+        "enrich dropped an event"
+    );
+    let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    Some(json_to_avro(&loaded.schema, &value).unwrap())
 }
 
-/// One plugin on `event`; false when it drops it.
-fn step<T: Transform>(plugin: &mut T, event: &mut Event) -> bool {
-    let outcome = plugin.process(event);
+/// One plugin on the event whose value is `json`, through the SDK's test
+/// driver (batch layout, located fields, outcomes by index, as the host
+/// does); false when it drops it.
+fn step<T: Transform>(config: &str, json: &mut Vec<u8>) -> bool {
+    let outcomes = sluice_sdk::testing::run::<T>(config, vec![Event::new(&json[..])]).unwrap();
+    let outcome = &outcomes[0];
     assert!(outcome.failure().is_none(), "{:?}", outcome.failure());
     if outcome.is_drop() {
         return false;
     }
-    if let Some(new) = outcome.modified() {
-        *event = new.clone();
+    if let Some(new) = outcome.modified().and_then(|c| c.value.clone()) {
+        *json = new;
     }
     true
 }

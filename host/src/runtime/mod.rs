@@ -75,7 +75,8 @@ pub fn plugin_config_json(stage: &StageConfig, name: &str) -> String {
 /// component of the `transform` world, and accepts its stage's config; every
 /// sink plugin is a component of the `sink` world and accepts its config.
 /// Returns a line per plugin that passed, naming the contract version it
-/// exports (`stage `clean`: filter 3f2a9c1b0d4e, sluice:plugin@0.2.0 transform`).
+/// exports (``stage `clean`: plugin `filter` 3f2a9c1b0d4e exports
+/// sluice:plugin@0.2.0 (transform)``).
 pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) -> Vec<String> {
     let mut passed = Vec::new();
     if loaded.config.stages.is_empty() {

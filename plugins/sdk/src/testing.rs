@@ -42,6 +42,14 @@ pub fn init<T: Transform>(config_json: &str) -> Result<T, String> {
 pub fn run<T: Transform>(config_json: &str, batch: Vec<Event<'_>>) -> Result<Vec<Outcome>, String> {
     let mut instance = init::<T>(config_json)?;
     let mut laid_out = crate::wire::batch(&batch);
+    // As the host does: headers and origins only when asked for.
+    let needs = instance.needs();
+    if needs & crate::Needs::HEADERS == crate::Needs::empty() {
+        laid_out.headers.clear();
+    }
+    if needs & crate::Needs::ORIGINS == crate::Needs::empty() {
+        laid_out.origins.clear();
+    }
     crate::wire::locate_fields(&mut laid_out, &instance.fields(), true);
     let views = crate::wire::events(&laid_out)?;
     let outcomes = crate::__private::run_batch(&mut instance, &views)?;
@@ -78,7 +86,14 @@ pub fn init_sink<S: Sink>(config_json: &str) -> Result<S, String> {
 /// ```
 pub fn run_sink<S: Sink>(config_json: &str, batch: Vec<Event<'_>>) -> Result<S, String> {
     let mut instance = init_sink::<S>(config_json)?;
-    let laid_out = crate::wire::batch(&batch);
+    let mut laid_out = crate::wire::batch(&batch);
+    let needs = instance.needs();
+    if needs & crate::Needs::HEADERS == crate::Needs::empty() {
+        laid_out.headers.clear();
+    }
+    if needs & crate::Needs::ORIGINS == crate::Needs::empty() {
+        laid_out.origins.clear();
+    }
     instance.write(&crate::wire::events(&laid_out)?)?;
     Ok(instance)
 }

@@ -60,7 +60,11 @@ pub fn events(batch: &wit::Batch) -> Result<Vec<Event<'_>>, String> {
             value,
             timestamp_ms: (timestamp >= 0).then_some(timestamp),
             headers: if with_headers { &batch.headers[i] } else { &[] },
-            origin: if with_origins {
+            // The host marks events a plugin created (no Kafka origin) with
+            // an empty topic and offset -1.
+            origin: if with_origins
+                && !(batch.origins[i].offset < 0 && batch.origins[i].topic.is_empty())
+            {
                 Some(&batch.origins[i])
             } else {
                 None
