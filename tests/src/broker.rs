@@ -140,16 +140,29 @@ impl Broker {
                 libs.display()
             );
         }
-        let mut broker = Self {
-            port: free_port(),
-            controller_port: free_port(),
-            dir: TempDir::new("kafka"),
-            jvm: None,
-        };
-        broker.write_config()?;
-        broker.format()?;
-        broker.launch()?;
-        Ok(broker)
+        // A free port is bound and released, so another process (the other
+        // test runner starts brokers and hosts too) can take it before the
+        // JVM binds it: start again on fresh ports when that happens.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut broker = Self {
+                port: free_port(),
+                controller_port: free_port(),
+                dir: TempDir::new("kafka"),
+                jvm: None,
+            };
+            broker.write_config()?;
+            broker.format()?;
+            match broker.launch() {
+                Ok(()) => return Ok(broker),
+                Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                    eprintln!("kafka: a port was taken before the broker bound it; new ports");
+                    broker.stop();
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The broker shared by every test of this test binary, started on first

@@ -160,7 +160,7 @@ chain = ["{filter}"]
 dead_letter = "dlq"
 batch_size = 200
 
-[stage.config.{filter}]
+[stage.config."{filter}"]
 mode = "drop"
 rules = [{{ field = "severity", op = "in", value = ["DEBUG", "WARN"] }}]
 "#
@@ -172,7 +172,7 @@ rules = [{{ field = "severity", op = "in", value = ["DEBUG", "WARN"] }}]
                 "ndjson-sink-v0.1"
             };
             config.push_str(&format!(
-                "\n[stage.config.{sink}]\nfile = \"events.ndjson\"\nenvelope = true\n"
+                "\n[stage.config.\"{sink}\"]\nfile = \"events.ndjson\"\nenvelope = true\n"
             ));
         }
     }

@@ -320,16 +320,10 @@ async fn stage(scale: f64) -> anyhow::Result<()> {
         broker.create_topic(topic, partitions)?;
     }
     let count = scaled(100_000, scale);
+    // The chain benchmark's events and rules (email and ip hashed, team and
+    // user-agent family added), so the Kafka Streams peer runs the same.
     let events: Vec<Value> = (0..count)
-        .map(|i| {
-            let mut e = sample_event(i, 1000);
-            e["severity"] = Value::from(if i % 10 == 0 { "DEBUG" } else { "INFO" });
-            e["attributes"]["email"] = Value::from(format!("user{}@example.com", i % 1000));
-            e["attributes"]["user_agent"] = Value::from(
-                "Mozilla/5.0 (X11; Linux x86_64; rv:118.0) Gecko/20100101 Firefox/118.0",
-            );
-            e
-        })
+        .map(sluice_tests::kstreams::chain_event)
         .collect();
     sluice_tests::produce_events(&broker.bootstrap(), "in", &events).await?;
     let size = schema()?
@@ -367,11 +361,11 @@ batch_wait_ms = 20
 mode = "drop"
 rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
 [stage.config.redact]
-fields = ["attributes.email"]
+fields = ["attributes.email", "attributes.ip"]
 mode = "hash"
 salt = "bench"
 [stage.config.enrich]
-lookups = [{{ from = "source", to = "attributes.team", table = {{ web = "growth" }}, default = "unknown" }}]
+lookups = [{{ from = "source", to = "attributes.team", table = {{ web = "growth", checkout = "payments" }}, default = "unknown" }}]
 user_agent_from = "attributes.user_agent"
 user_agent_to = "attributes.ua_family"
 "#,
@@ -403,6 +397,61 @@ user_agent_to = "attributes.ua_family"
         "sluice    stage filter→redact→enrich:         {stage_rate:>10.0} events/s  (input events / time from first output to last; {:.1} s incl. start-up and group join)  ratio {:.2}x raw",
         started.elapsed().as_secs_f64(),
         stage_rate / raw
+    );
+    drop(sluice);
+    if let BenchBroker::Kafka(_) = &broker {
+        kafka_peers(
+            &broker.bootstrap(),
+            count,
+            expected as usize,
+            stage_rate,
+            size,
+        )?;
+    }
+    Ok(())
+}
+
+/// On the real broker, in the same run: the Kafka Streams application doing
+/// the same three rules topic → topic (the peer a JVM team would pick), and
+/// Kafka's own `ProducerPerformance` as a reference line.
+fn kafka_peers(
+    bootstrap: &str,
+    count: usize,
+    expected: usize,
+    stage_rate: f64,
+    record_size: usize,
+) -> anyhow::Result<()> {
+    let app = sluice_tests::kstreams::build()?;
+    sluice_tests::create_topic(bootstrap, "ks.out", 3, &[])?;
+    let mut options = sluice_tests::kstreams::RunOptions::new(bootstrap, "in", "ks.out", expected);
+    options.salt = "bench".into();
+    options.extra_args = [
+        "--redact",
+        "attributes.email,attributes.ip",
+        "--table",
+        "web=growth,checkout=payments",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let measured = app.run_with(&options)?;
+    let warm = measured
+        .after_warmup_events_per_sec
+        .map_or("-".to_string(), |r| format!("{r:.0}"));
+    println!(
+        "peer      Kafka Streams same rules (1 thread): {:>10.0} events/s  (first record to output complete; after JIT warm-up {warm}; start-up {:.1} s not counted)",
+        measured.events_per_sec,
+        measured.startup.as_secs_f64()
+    );
+    println!(
+        "sluice    stage / Kafka Streams:               {:.2}x",
+        stage_rate / measured.events_per_sec
+    );
+    sluice_tests::create_topic(bootstrap, "perf", 3, &[])?;
+    let perf = app.producer_performance(bootstrap, "perf", count, record_size, &[])?;
+    println!(
+        "reference Kafka ProducerPerformance (acks=all, idempotent, {record_size} B): {:>10.0} records/s",
+        perf.records_per_sec
     );
     Ok(())
 }
