@@ -230,7 +230,9 @@ impl Chain {
             let mut next_meta = Vec::with_capacity(events.len());
             let mut counts = Counts::default();
             for ((event, m), result) in events.into_iter().zip(meta).zip(results) {
-                match result {
+                // Every plugin may rely on getting valid JSON: a value that
+                // is not fails its event, naming the plugin that returned it.
+                match result.and_then(checked) {
                     Ok(Outcome::Keep(edits)) if edits.is_empty() => {
                         counts.kept += 1;
                         next_events.push(event);
@@ -244,18 +246,6 @@ impl Chain {
                         next_meta.push(m);
                     }
                     Ok(Outcome::Modify(value, edits)) => {
-                        // Every plugin may rely on getting valid JSON; the
-                        // one that broke it is named in the dead letter.
-                        if let Some(error) = not_json(&value) {
-                            counts.failed += 1;
-                            out.failures.push(Failure {
-                                source: m.source,
-                                plugin: name.clone(),
-                                version: version.clone(),
-                                error,
-                            });
-                            continue;
-                        }
                         counts.modified += 1;
                         let mut event = event;
                         event.value = value;
@@ -264,32 +254,12 @@ impl Chain {
                         next_meta.push(m.touched(&identity));
                     }
                     Ok(Outcome::Replace(new)) => {
-                        if let Some(error) = not_json(&new.value) {
-                            counts.failed += 1;
-                            out.failures.push(Failure {
-                                source: m.source,
-                                plugin: name.clone(),
-                                version: version.clone(),
-                                error,
-                            });
-                            continue;
-                        }
                         counts.modified += 1;
                         next_events.push(new);
                         next_meta.push(m.touched(&identity));
                     }
                     Ok(Outcome::Drop) => counts.dropped += 1,
                     Ok(Outcome::FanOut(created)) => {
-                        if let Some(error) = created.iter().find_map(|e| not_json(&e.value)) {
-                            counts.failed += 1;
-                            out.failures.push(Failure {
-                                source: m.source,
-                                plugin: name.clone(),
-                                version: version.clone(),
-                                error,
-                            });
-                            continue;
-                        }
                         counts.modified += 1;
                         let m = m.touched(&identity);
                         for mut new in created {
@@ -328,6 +298,17 @@ impl Chain {
             .collect();
         out
     }
+}
+
+/// `outcome`, or why a value it returns is not JSON.
+fn checked(outcome: Outcome) -> Result<Outcome, String> {
+    let invalid = match &outcome {
+        Outcome::Modify(value, _) => not_json(value),
+        Outcome::Replace(event) => not_json(&event.value),
+        Outcome::FanOut(events) => events.iter().find_map(|e| not_json(&e.value)),
+        Outcome::Keep(_) | Outcome::Drop | Outcome::Fail(_) => None,
+    };
+    invalid.map_or(Ok(outcome), Err)
 }
 
 /// Why `value` is not JSON, if it is not. Plugins may rely on getting valid
@@ -369,5 +350,43 @@ impl Meta {
         self.changed = true;
         self.changed_by = Some(identity.clone());
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Event;
+
+    fn event(value: &str) -> Event {
+        Event {
+            key: None,
+            value: bytes::Bytes::copy_from_slice(value.as_bytes()),
+            headers: Vec::new(),
+            timestamp_ms: None,
+            origin: None,
+            topic: None,
+        }
+    }
+
+    #[test]
+    fn values_a_plugin_returns_must_be_json() {
+        let bad = "{\"a\":";
+        for outcome in [
+            Outcome::Modify(bytes::Bytes::from_static(b"{\"a\":"), Vec::new()),
+            Outcome::Replace(event(bad)),
+            Outcome::FanOut(vec![event("{}"), event(bad)]),
+        ] {
+            let error = checked(outcome).unwrap_err();
+            assert!(error.starts_with("plugin output is not JSON: "), "{error}");
+        }
+        for outcome in [
+            Outcome::Modify(bytes::Bytes::from_static(b"[1]"), Vec::new()),
+            Outcome::Keep(Vec::new()),
+            Outcome::Drop,
+            Outcome::FanOut(vec![event("{}"), event("\"s\"")]),
+        ] {
+            assert_eq!(checked(outcome.clone()), Ok(outcome));
+        }
     }
 }

@@ -96,6 +96,22 @@ impl Lookup {
             .or(self.default.as_ref())
             .map(String::as_str)
     }
+
+    /// [`Lookup::resolve`] for a value found on the raw bytes: a string is
+    /// read without a tree, anything else as [`key_of`] reads it.
+    pub fn resolve_found(&self, found: Option<&json::Found<'_>>) -> Option<&str> {
+        let key = match found {
+            Some(f) if f.is_string() => f.as_str(),
+            Some(f) => f
+                .to_value()
+                .ok()
+                .and_then(|v| key_of(Some(&v)).map(|k| k.into_owned().into())),
+            None => None,
+        };
+        key.and_then(|key| self.table.get(key.as_ref()))
+            .or(self.default.as_ref())
+            .map(String::as_str)
+    }
 }
 
 /// The text a value is looked up by.
@@ -354,17 +370,7 @@ impl Enrich {
                 .transpose()
                 .map_err(invalid)?
                 .flatten();
-            let key = match &found {
-                Some(f) if f.is_string() => f.as_str(),
-                Some(f) => f
-                    .to_value()
-                    .ok()
-                    .and_then(|v| key_of(Some(&v)).map(|k| k.into_owned().into())),
-                None => None,
-            };
-            let result = key
-                .and_then(|key| lookup.table.get(key.as_ref()))
-                .or(lookup.default.as_ref());
+            let result = lookup.resolve_found(found.as_ref());
             if let Some(result) = result {
                 write(&mut edits, step, &lookup.to, result)?;
             }
@@ -425,17 +431,7 @@ impl Enrich {
         }
         for lookup in &self.lookups {
             let found = json::find(value, &lookup.from).map_err(invalid)?;
-            let key = match &found {
-                Some(f) if f.is_string() => f.as_str(),
-                Some(f) => f
-                    .to_value()
-                    .ok()
-                    .and_then(|v| key_of(Some(&v)).map(|k| k.into_owned().into())),
-                None => None,
-            };
-            let result = key
-                .and_then(|key| lookup.table.get(key.as_ref()))
-                .or(lookup.default.as_ref());
+            let result = lookup.resolve_found(found.as_ref());
             if let Some(result) = result {
                 write(&mut edits, &lookup.to, result)?;
             }

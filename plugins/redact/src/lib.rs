@@ -270,48 +270,41 @@ impl Redact {
     /// [`Redact::edit`] from the fields the host located
     /// ([`Transform::fields`]): the `fields` paths, then `attributes`.
     pub fn edit_located(&self, event: &Event<'_>) -> Result<Option<Vec<u8>>, json::ScanError> {
-        let value = event.value;
-        let mut edits = Edits::new(value);
-        let mut done: Vec<usize> = Vec::new();
-        let mut redact = |edits: &mut Edits<'_>, found: &json::Found<'_>, text: &str| {
-            if done.contains(&found.span.start) {
-                return;
-            }
-            let new = self.replacement(text);
-            if new != text && edits.replace(found, json::string(&new)).is_ok() {
-                done.push(found.span.start);
-            }
+        let fields = (0..self.fields.len())
+            .map(|index| event.field(index))
+            .collect::<Result<Vec<_>, _>>()?;
+        let attributes = if self.detect.is_empty() {
+            None
+        } else {
+            event.field(self.fields.len())?
         };
-        for index in 0..self.fields.len() {
-            if let Some(found) = event.field(index)?
-                && let Some(text) = found.as_str()
-            {
-                redact(&mut edits, &found, &text);
-            }
-        }
-        if !self.detect.is_empty()
-            && let Some(attributes) = event.field(self.fields.len())?
-            && let Some(members) = json::members(attributes.raw, None)?
-        {
-            let base = attributes.span.start;
-            for (_, inner) in &members {
-                let found = json::Found {
-                    raw: inner.raw,
-                    span: base + inner.span.start..base + inner.span.end,
-                };
-                if let Some(text) = found.as_str()
-                    && self.detect.iter().any(|detector| detector.matches(&text))
-                {
-                    redact(&mut edits, &found, &text);
-                }
-            }
-        }
-        Ok(edits.finish())
+        self.edit_found(event.value, &fields, attributes)
     }
 
     /// [`Redact::redact`] on the raw bytes: the redacted value, or `None`
     /// when nothing changes.
     pub fn edit(&self, value: &[u8]) -> Result<Option<Vec<u8>>, json::ScanError> {
+        let fields = self
+            .fields
+            .iter()
+            .map(|path| json::find(value, path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let attributes = if self.detect.is_empty() {
+            None
+        } else {
+            json::find(value, &ATTRIBUTES)?
+        };
+        self.edit_found(value, &fields, attributes)
+    }
+
+    /// The redaction of `value` given where its `fields` and its
+    /// `attributes` object are.
+    fn edit_found(
+        &self,
+        value: &[u8],
+        fields: &[Option<json::Found<'_>>],
+        attributes: Option<json::Found<'_>>,
+    ) -> Result<Option<Vec<u8>>, json::ScanError> {
         let mut edits = Edits::new(value);
         let mut done: Vec<usize> = Vec::new();
         let mut redact = |edits: &mut Edits<'_>, found: &json::Found<'_>, text: &str| {
@@ -325,21 +318,24 @@ impl Redact {
                 done.push(found.span.start);
             }
         };
-        for path in &self.fields {
-            if let Some(found) = json::find(value, path)?
-                && let Some(text) = found.as_str()
-            {
-                redact(&mut edits, &found, &text);
+        for found in fields.iter().flatten() {
+            if let Some(text) = found.as_str() {
+                redact(&mut edits, found, &text);
             }
         }
-        if !self.detect.is_empty()
-            && let Some(attributes) = json::members(value, Some(&ATTRIBUTES))?
+        if let Some(attributes) = attributes
+            && let Some(members) = json::members(attributes.raw, None)?
         {
-            for (_, found) in &attributes {
+            let base = attributes.span.start;
+            for (_, inner) in &members {
+                let found = json::Found {
+                    raw: inner.raw,
+                    span: base + inner.span.start..base + inner.span.end,
+                };
                 if let Some(text) = found.as_str()
                     && self.detect.iter().any(|detector| detector.matches(&text))
                 {
-                    redact(&mut edits, found, &text);
+                    redact(&mut edits, &found, &text);
                 }
             }
         }

@@ -42,18 +42,21 @@ pub fn init<T: Transform>(config_json: &str) -> Result<T, String> {
 pub fn run<T: Transform>(config_json: &str, batch: Vec<Event<'_>>) -> Result<Vec<Outcome>, String> {
     let mut instance = init::<T>(config_json)?;
     let mut laid_out = crate::wire::batch(&batch);
-    // As the host does: headers and origins only when asked for.
-    let needs = instance.needs();
-    if needs & crate::Needs::HEADERS == crate::Needs::empty() {
-        laid_out.headers.clear();
-    }
-    if needs & crate::Needs::ORIGINS == crate::Needs::empty() {
-        laid_out.origins.clear();
-    }
+    keep_only(&mut laid_out, instance.needs());
     crate::wire::locate_fields(&mut laid_out, &instance.fields(), true);
     let views = crate::wire::events(&laid_out)?;
     let outcomes = crate::__private::run_batch(&mut instance, &views)?;
     crate::wire::decode(crate::wire::encode(outcomes))
+}
+
+/// As the host does: headers and origins cross only when asked for.
+fn keep_only(batch: &mut crate::__private::WireBatch, needs: crate::Needs) {
+    if needs & crate::Needs::HEADERS == crate::Needs::empty() {
+        batch.headers.clear();
+    }
+    if needs & crate::Needs::ORIGINS == crate::Needs::empty() {
+        batch.origins.clear();
+    }
 }
 
 /// Creates a sink from config JSON text, as the host's `init` call does.
@@ -87,13 +90,7 @@ pub fn init_sink<S: Sink>(config_json: &str) -> Result<S, String> {
 pub fn run_sink<S: Sink>(config_json: &str, batch: Vec<Event<'_>>) -> Result<S, String> {
     let mut instance = init_sink::<S>(config_json)?;
     let mut laid_out = crate::wire::batch(&batch);
-    let needs = instance.needs();
-    if needs & crate::Needs::HEADERS == crate::Needs::empty() {
-        laid_out.headers.clear();
-    }
-    if needs & crate::Needs::ORIGINS == crate::Needs::empty() {
-        laid_out.origins.clear();
-    }
+    keep_only(&mut laid_out, instance.needs());
     instance.write(&crate::wire::events(&laid_out)?)?;
     Ok(instance)
 }
