@@ -121,6 +121,17 @@ pub struct Sluice {
     pub url: String,
 }
 
+/// `config` with `{schemas}` and `{plugins}` replaced by the repository's
+/// schema and built-plugin directories.
+pub fn resolve_config(config: &str) -> String {
+    config
+        .replace("{schemas}", &repo_path("schemas").display().to_string())
+        .replace(
+            "{plugins}",
+            &repo_path("plugins/dist").display().to_string(),
+        )
+}
+
 impl Sluice {
     /// Write `config` (with `{schemas}` and `{plugins}` replaced by the
     /// repository's directories) and start `sluice run` on it. `port` is the
@@ -128,13 +139,7 @@ impl Sluice {
     pub fn start(config: &str, port: u16) -> anyhow::Result<Self> {
         let dir = TempDir::new("host");
         let config_path = dir.path().join("sluice.toml");
-        let text = config
-            .replace("{schemas}", &repo_path("schemas").display().to_string())
-            .replace(
-                "{plugins}",
-                &repo_path("plugins/dist").display().to_string(),
-            );
-        std::fs::write(&config_path, text)?;
+        std::fs::write(&config_path, resolve_config(config))?;
         let mut sluice = Self {
             child: None,
             watchdog: None,

@@ -25,12 +25,7 @@ const SPAN: usize = 10_000;
 /// Write `config` (with the repository's schema and plugin dirs) to `dir`.
 fn write_config(dir: &TempDir, config: &str) -> PathBuf {
     let path = dir.path().join("sluice.toml");
-    let text = config
-        .replace("{schemas}", &repo_path("schemas").display().to_string())
-        .replace(
-            "{plugins}",
-            &repo_path("plugins/dist").display().to_string(),
-        );
+    let text = sluice_tests::resolve_config(config);
     std::fs::write(&path, text).expect("writing the config");
     path
 }
