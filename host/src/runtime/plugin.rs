@@ -560,15 +560,7 @@ pub(super) fn lower_v2(batch: &[Event], info: &Info, scratch: &mut Scratch) -> V
     let headers = if needs.contains(Needs::HEADERS) {
         batch
             .iter()
-            .map(|e| {
-                e.headers
-                    .iter()
-                    .map(|h| v2::transform::sluice::plugin::types::Header {
-                        key: h.key.clone(),
-                        value: h.value.clone(),
-                    })
-                    .collect()
-            })
+            .map(|e| e.headers.iter().map(Into::into).collect())
             .collect()
     } else {
         Vec::new()
@@ -636,10 +628,7 @@ fn lift_v2(
                 .ok_or_else(|| format!("plugin edited event {} of {count}", e.index))?;
             slot.push(match e.edit {
                 t::Edit::SetTopic(topic) => Edit::SetTopic(topic),
-                t::Edit::SetHeader(h) => Edit::SetHeader(Header {
-                    key: h.key,
-                    value: h.value,
-                }),
+                t::Edit::SetHeader(h) => Edit::SetHeader(h.into()),
                 t::Edit::RemoveHeader(key) => Edit::RemoveHeader(key),
             });
         }
@@ -700,14 +689,7 @@ fn lift_v2(
                     .map(|e| Event {
                         key: e.key,
                         value: e.value.into(),
-                        headers: e
-                            .headers
-                            .into_iter()
-                            .map(|h| Header {
-                                key: h.key,
-                                value: h.value,
-                            })
-                            .collect(),
+                        headers: e.headers.into_iter().map(Into::into).collect(),
                         timestamp_ms: e.timestamp_ms,
                         origin: None,
                         topic: e.topic,
@@ -720,20 +702,42 @@ fn lift_v2(
     Ok(out)
 }
 
+/// Headers between the host's type and each contract version's: the same
+/// two fields under generated names.
+macro_rules! header_conversions {
+    ($($wire:ty),*) => {$(
+        impl From<&Header> for $wire {
+            fn from(h: &Header) -> Self {
+                Self {
+                    key: h.key.clone(),
+                    value: h.value.clone(),
+                }
+            }
+        }
+
+        impl From<$wire> for Header {
+            fn from(h: $wire) -> Self {
+                Header {
+                    key: h.key,
+                    value: h.value,
+                }
+            }
+        }
+    )*};
+}
+
+header_conversions!(
+    v2::transform::sluice::plugin::types::Header,
+    v1::transform::sluice::plugin::types::Header
+);
+
 /// A host event as contract 0.1 lowers it.
 pub(super) fn to_v1(event: &Event) -> v1::transform::sluice::plugin::types::Event {
     use v1::transform::sluice::plugin::types as t;
     t::Event {
         key: event.key.clone(),
         value: event.value.to_vec(),
-        headers: event
-            .headers
-            .iter()
-            .map(|h| t::Header {
-                key: h.key.clone(),
-                value: h.value.clone(),
-            })
-            .collect(),
+        headers: event.headers.iter().map(Into::into).collect(),
         timestamp_ms: event.timestamp_ms,
         origin: event.origin.as_ref().map(|o| t::Origin {
             topic: o.topic.to_string(),
@@ -748,14 +752,7 @@ fn from_v1(event: v1::transform::sluice::plugin::types::Event) -> Event {
     Event {
         key: event.key,
         value: event.value.into(),
-        headers: event
-            .headers
-            .into_iter()
-            .map(|h| Header {
-                key: h.key,
-                value: h.value,
-            })
-            .collect(),
+        headers: event.headers.into_iter().map(Into::into).collect(),
         timestamp_ms: event.timestamp_ms,
         origin: event.origin.map(|o| Origin {
             topic: o.topic.into(),
