@@ -1,5 +1,5 @@
 //! `sluice plugin push|list|rollback`: the admin API's plugin routes from
-//! the command line.
+//! the command line; `sluice plugin new`: a new plugin crate.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +35,19 @@ pub struct PluginArgs {
 /// The plugin subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Write a new plugin crate (with the SDK and the WIT contract in
+    /// `sdk/`) that builds anywhere with
+    /// `cargo build --target wasm32-wasip2 --release`.
+    New {
+        /// Crate name; the component is `NAME.wasm` with `-` as `_`.
+        name: String,
+        /// Which world it exports.
+        #[arg(long, value_enum, default_value_t = super::scaffold::Kind::Transform)]
+        kind: super::scaffold::Kind,
+        /// Directory to create (default: `./NAME`); must be new or empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Validate FILE as the next version of NAME on the host, publish it,
     /// and let every host swap it in at its next batch.
     Push {
@@ -61,6 +74,19 @@ pub enum PluginCommand {
 
 /// Run a plugin subcommand; prints the answer, exits 1 on any refusal.
 pub fn main(args: &PluginArgs) -> ExitCode {
+    if let PluginCommand::New { name, kind, dir } = &args.command {
+        return match super::scaffold::new_plugin(name, *kind, dir.as_deref()) {
+            Ok((_, next)) => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stdout().lock(), "{next}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -101,6 +127,7 @@ async fn run(args: &PluginArgs) -> anyhow::Result<String> {
                 .body(bytes)
         }
         PluginCommand::List { .. } => auth(client.get(format!("{base}/admin/plugins"))),
+        PluginCommand::New { .. } => unreachable!("handled in main"),
         PluginCommand::Rollback { name, to } => {
             auth(client.post(format!("{base}/admin/plugins/{name}/rollback")))
                 .json(&serde_json::json!({ "to": to }))
@@ -135,6 +162,7 @@ async fn run(args: &PluginArgs) -> anyhow::Result<String> {
             }
         ),
         PluginCommand::List { json: true } => serde_json::to_string_pretty(&body)?,
+        PluginCommand::New { .. } => unreachable!("handled in main"),
     })
 }
 

@@ -11,6 +11,7 @@
 //! anywhere sees it.
 
 pub mod cli;
+pub mod scaffold;
 pub mod store;
 mod watch;
 

@@ -255,8 +255,10 @@ pub mod bindings {
     // own custom section, so a transform component never claims to export
     // `sinker` (and vice versa); unused imports are dropped by wit-component.
     wit_bindgen::generate!({
-        // The contract, shared with the host: `wit/` at the repository root.
-        path: "../../wit/sluice.wit",
+        // The contract, shared with the host: `wit/sluice.wit` at the repository
+        // root (`wit/` here links to it; `cargo package` and `sluice plugin
+        // new` copy the file).
+        path: "wit/sluice.wit",
         world: "transform",
         pub_export_macro: true,
         export_macro_name: "export_transform_world",
@@ -274,7 +276,7 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod sink_bindings {
     wit_bindgen::generate!({
-        path: "../../wit/sluice.wit",
+        path: "wit/sluice.wit",
         world: "sink",
         with: {
             "sluice:plugin/types@0.2.0": ::sluice_sdk::bindings::sluice::plugin::types,
