@@ -25,12 +25,19 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job in one go: run the pipeline example (ingest → WASM
+    /// chain → output topic) on the embedded broker, post the sample
+    /// events and show some transformed; builds the plugins if needed.
+    Quickstart(sluice::quickstart::QuickstartArgs),
     /// Replay a window of a topic's history through a plugin chain, without
     /// joining any consumer group; summary on stderr.
     Replay(Box<sluice::replay::ReplayArgs>),
     /// Deploy, list and roll back plugin versions on running hosts through
     /// the admin API.
     Plugin(Box<sluice::plugins::cli::PluginArgs>),
+    /// Print the newest records of a topic, decoded to JSON, as a running
+    /// host reads them (its admin API).
+    Tail(sluice::tail::TailArgs),
     /// Run everything the configuration enables: ingest, stages, metrics.
     Run {
         /// Configuration file.
@@ -60,6 +67,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Replay(args) => sluice::replay::main(&args),
         Command::Plugin(args) => sluice::plugins::cli::main(&args),
+        Command::Quickstart(args) => sluice::quickstart::main(&args),
+        Command::Tail(args) => sluice::tail::main(&args),
         Command::Validate { config } => match sluice::validate::validate_with_plugins(&config) {
             Ok((_, plugins)) => {
                 for line in plugins {

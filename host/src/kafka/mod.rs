@@ -44,8 +44,13 @@ impl Kafka {
             tracing::warn!(
                 bootstrap = broker.bootstrap_servers(),
                 "using the embedded in-process Kafka broker: data is kept in memory only and is \
-                 lost when sluice exits; set [kafka] brokers to a real cluster for anything durable"
+                 lost when sluice exits; set [kafka] brokers to a real cluster for anything durable \
+                 (other processes reach this one at its bootstrap address: `sluice replay --brokers`)"
             );
+            *EMBEDDED_BOOTSTRAP
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(broker.bootstrap_servers().to_string());
             (broker.bootstrap_servers().to_string(), Some(broker))
         } else {
             (config.brokers.get_ref().trim().to_string(), None)
@@ -203,6 +208,17 @@ impl Kafka {
         Ok(())
     }
 }
+
+/// The address of the embedded broker this process started last, if any:
+/// other processes (`sluice replay --brokers`) reach it there while it runs.
+pub fn embedded_bootstrap() -> Option<String> {
+    EMBEDDED_BOOTSTRAP
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+static EMBEDDED_BOOTSTRAP: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 fn setting_or(settings: &[(String, String)], key: &str, default: &str) -> String {
     settings

@@ -62,6 +62,11 @@ pub struct ReplayArgs {
     /// Configuration file (brokers, schemas, plugins, stages).
     #[arg(short, long)]
     pub config: PathBuf,
+    /// Brokers to read from instead of `[kafka] brokers`, e.g. the embedded
+    /// broker of a running host (`sluice run` and `sluice quickstart` print
+    /// its address).
+    #[arg(long, env = "SLUICE_BROKERS")]
+    pub brokers: Option<String>,
     /// Topic to replay.
     #[arg(long)]
     pub topic: String,
@@ -193,11 +198,16 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Summary> {
     if args.out_topic.as_deref() == Some(args.topic.as_str()) {
         return Err(InputError::new("--out-topic must not be the replayed topic").into());
     }
-    let loaded = crate::config::load(&args.config)
+    let mut loaded = crate::config::load(&args.config)
         .map_err(|d| InputError::new(d.to_string().replace('\n', "; ")))?;
+    if let Some(brokers) = &args.brokers {
+        loaded.config.kafka.brokers = toml::Spanned::new(0..0, brokers.clone());
+    }
     if loaded.config.kafka.is_embedded() {
         return Err(InputError::new(
-            "replay needs a real broker: the embedded broker (brokers = \"embedded\") keeps no history",
+            "replay needs a running broker: a new embedded broker (brokers = \"embedded\") would be empty; \
+             pass --brokers with the address of the running host's embedded broker (its log and \
+             `sluice quickstart` print it)",
         )
         .into());
     }
