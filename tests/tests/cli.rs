@@ -149,3 +149,50 @@ fn validate_checks_sink_plugins_against_the_sink_world_and_their_config() {
     );
     assert!(ok, "{stderr}");
 }
+
+/// `sluice validate` accepts every example config, plugins included (the
+/// config-only load and TOML round trip of each is a host unit test). The
+/// plugin template's `sluice.toml` chains the template's own build output,
+/// which plugins/build.sh puts in plugins/dist as `template.wasm` instead.
+#[test]
+fn validate_accepts_every_example_config() {
+    let examples = repo_path("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let config = entry.unwrap().path().join("sluice.toml");
+        if !config.is_file() {
+            continue;
+        }
+        let config = if config.parent().unwrap().ends_with("plugin-template") {
+            let dir = TempDir::new("template-config");
+            let text = std::fs::read_to_string(&config)
+                .unwrap()
+                .replace(
+                    "dir = \"target/wasm32-wasip2/release\"",
+                    &format!(
+                        "dir = {:?}",
+                        repo_path("plugins/dist").display().to_string()
+                    ),
+                )
+                .replace("sluice_plugin_template", "template");
+            let path = dir.path().join("sluice.toml");
+            std::fs::write(&path, text).unwrap();
+            (path, Some(dir))
+        } else {
+            (config, None)
+        };
+        let output = Command::new(sluice_bin())
+            .args(["validate", "-c"])
+            .arg(&config.0)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            config.0.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "{checked} example configs");
+}

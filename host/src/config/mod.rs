@@ -7,6 +7,7 @@
 //! the file, line, column and key.
 
 mod diagnostics;
+mod duration;
 mod model;
 mod test_case;
 

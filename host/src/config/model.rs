@@ -4,13 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::{Diagnostics, Source};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Config {
     /// Directory of `.avsc` files that stages decode records with (every
     /// ingest route's schema is known too), relative to the config file.
@@ -45,17 +45,25 @@ pub struct Config {
 }
 
 /// `[shutdown]`: how SIGTERM and Ctrl-C drain the host.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ShutdownConfig {
     /// Bound on the whole drain (ingest acknowledgements, producer flush,
     /// the stages' last batches and commits), in milliseconds. Past it the
     /// host exits non-zero, and uncommitted batches are read again on restart.
-    #[serde(default = "default_shutdown_timeout_ms")]
+    #[serde(
+        default = "default_shutdown_timeout_ms",
+        alias = "timeout",
+        deserialize_with = "super::duration::millis"
+    )]
     pub timeout_ms: u64,
     /// Keep the HTTP listener open at least this long after the signal, so
     /// clients get `503` + `Retry-After` (and `/readyz` 503) instead of
     /// connection errors while load balancers notice, in milliseconds.
-    #[serde(default)]
+    #[serde(
+        default,
+        alias = "linger",
+        deserialize_with = "super::duration::millis"
+    )]
     pub linger_ms: u64,
 }
 
@@ -73,7 +81,7 @@ fn default_shutdown_timeout_ms() -> u64 {
 }
 
 /// `[kafka]`: where the brokers are and how to talk to them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct KafkaConfig {
     /// `"embedded"` for the in-process broker, or `host:port[,host:port...]`.
     pub brokers: Spanned<String>,
@@ -116,7 +124,7 @@ impl KafkaConfig {
 }
 
 /// When ingest answers `202`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum AckMode {
     /// After the broker acknowledged every record (`acks=all`). The default.
@@ -128,7 +136,7 @@ pub enum AckMode {
 }
 
 /// `[ingest]`: the HTTP API that producers POST events to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct IngestConfig {
     /// Listen address, e.g. `127.0.0.1:8080`.
     pub listen: Spanned<String>,
@@ -144,10 +152,18 @@ pub struct IngestConfig {
     pub max_in_flight: usize,
     /// How long to wait for the broker's acknowledgement before answering
     /// 503 (sets librdkafka's `message.timeout.ms` for the ingest producer).
-    #[serde(default = "default_ack_timeout_ms")]
+    #[serde(
+        default = "default_ack_timeout_ms",
+        alias = "ack_timeout",
+        deserialize_with = "super::duration::millis"
+    )]
     pub ack_timeout_ms: u64,
     /// Seconds suggested in `Retry-After` on 503.
-    #[serde(default = "default_retry_after")]
+    #[serde(
+        default = "default_retry_after",
+        alias = "retry_after",
+        deserialize_with = "super::duration::secs"
+    )]
     pub retry_after_secs: u64,
     /// Accept the valid events of a batch that also has invalid ones.
     #[serde(default)]
@@ -175,7 +191,7 @@ fn default_retry_after() -> u64 {
 }
 
 /// `[[ingest.route]]`: where events of one type go.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct RouteConfig {
     /// Event type this route takes (the schema's `type_field`), or `"*"`.
     #[serde(default = "default_event_type")]
@@ -203,7 +219,7 @@ fn default_type_field() -> String {
 }
 
 /// `[plugins]`: where components come from and the default sandbox.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct PluginsConfig {
     /// Directory holding `NAME.wasm` components, relative to the config file.
     #[serde(default = "default_plugin_dir")]
@@ -259,10 +275,14 @@ fn default_plugin_dir() -> Spanned<PathBuf> {
 }
 
 /// Sandbox limits for plugin calls.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Limits {
     /// Wall-clock bound for one call (a whole batch), in milliseconds.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(
+        default = "default_timeout_ms",
+        alias = "timeout",
+        deserialize_with = "super::duration::millis"
+    )]
     pub timeout_ms: u64,
     /// Linear memory cap per plugin instance, in MiB.
     #[serde(default = "default_memory_mb")]
@@ -286,7 +306,7 @@ fn default_memory_mb() -> u64 {
 }
 
 /// `[[stage]]`: a consumer group running a plugin chain.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct StageConfig {
     /// Stage name, unique in the file; used in metrics and headers.
     pub name: Spanned<String>,
@@ -311,7 +331,11 @@ pub struct StageConfig {
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Longest wait to fill a batch, in milliseconds.
-    #[serde(default = "default_batch_wait_ms")]
+    #[serde(
+        default = "default_batch_wait_ms",
+        alias = "batch_wait",
+        deserialize_with = "super::duration::millis"
+    )]
     pub batch_wait_ms: u64,
     /// Attempts on a fresh instance after a plugin trap, before dead-lettering.
     #[serde(default = "default_retries")]
@@ -319,7 +343,11 @@ pub struct StageConfig {
     /// How long the broker may take to acknowledge the stage's output and
     /// dead letters, in milliseconds. After that the batch is retried (not
     /// committed) with a fresh producer.
-    #[serde(default = "default_delivery_timeout_ms")]
+    #[serde(
+        default = "default_delivery_timeout_ms",
+        alias = "delivery_timeout",
+        deserialize_with = "super::duration::millis"
+    )]
     pub delivery_timeout_ms: u64,
     /// Per-plugin configuration tables, by plugin name, passed to `init`.
     #[serde(default)]
@@ -362,7 +390,7 @@ impl StageConfig {
 }
 
 /// `[connections.NAME]`: a sink target.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ConnectionConfig {
     /// A PostgreSQL database.
@@ -375,7 +403,11 @@ pub enum ConnectionConfig {
         /// How long one database call (a bulk load, a commit) may take before
         /// the database counts as unavailable and the batch is retried; the
         /// connection is then discarded. Guards against a hung network.
-        #[serde(default = "default_query_timeout_ms")]
+        #[serde(
+            default = "default_query_timeout_ms",
+            alias = "query_timeout",
+            deserialize_with = "super::duration::millis"
+        )]
         query_timeout_ms: u64,
     },
     /// A directory for file sinks.
@@ -394,7 +426,7 @@ fn default_query_timeout_ms() -> u64 {
 }
 
 /// `[admin]`: the admin API (plugin versions, stage status).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 pub struct AdminConfig {
     /// Listen address for `/healthz`, `/readyz`, `/metrics` and `/admin`
     /// when the host runs no ingest (with ingest they share its listener).
@@ -406,7 +438,7 @@ pub struct AdminConfig {
 }
 
 /// `[log]`: log format and filter.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 pub struct LogConfig {
     /// `RUST_LOG`-style filter; the `SLUICE_LOG` variable overrides it.
     #[serde(default)]

@@ -17,13 +17,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::{Config, Diagnostics, Source};
 
 /// One `[[test]]` case: input events through a chain, and what should come out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct TestCase {
     /// Name printed by the runner; unique in the file.
     pub name: Spanned<String>,
@@ -60,7 +60,7 @@ pub struct TestCase {
 }
 
 /// What should become of one input event.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Expectation {
     /// The chain's outcome for the event.
     pub outcome: ExpectedOutcome,
@@ -79,7 +79,7 @@ pub struct Expectation {
 }
 
 /// An event's fate in a chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExpectedOutcome {
     /// Passed every plugin unchanged.

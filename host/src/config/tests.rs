@@ -141,3 +141,97 @@ fn zero_batch_size_and_delivery_timeout_are_refused_by_key() {
         parse(&text.replace("batch_size = 0\ndelivery_timeout_ms = 0\n", "")).expect("valid");
     assert_eq!(defaults.config.stages[0].delivery_timeout_ms, 30_000);
 }
+
+#[test]
+fn durations_take_numbers_or_duration_strings() {
+    let text = r#"
+[kafka]
+brokers = "embedded"
+
+[ingest]
+listen = "127.0.0.1:8080"
+ack_timeout = "2s"
+retry_after_secs = "1m"
+
+[[ingest.route]]
+topic = "telemetry.events"
+schema = "telemetry_event.avsc"
+
+[plugins.limits]
+timeout = "1.5s"
+
+[shutdown]
+timeout_ms = 10000
+linger = "250ms"
+
+[[stage]]
+name = "s"
+input = "a"
+output = "b"
+batch_wait_ms = "50ms"
+delivery_timeout = "1m"
+"#;
+    let loaded = parse(text).expect("valid");
+    let ingest = loaded.config.ingest.as_ref().unwrap();
+    assert_eq!(ingest.ack_timeout_ms, 2000);
+    assert_eq!(ingest.retry_after_secs, 60);
+    assert_eq!(loaded.config.plugins.limits.timeout_ms, 1500);
+    assert_eq!(loaded.config.shutdown.timeout_ms, 10_000);
+    assert_eq!(loaded.config.shutdown.linger_ms, 250);
+    assert_eq!(loaded.config.stages[0].batch_wait_ms, 50);
+    assert_eq!(loaded.config.stages[0].delivery_timeout_ms, 60_000);
+}
+
+#[test]
+fn a_bad_duration_names_file_line_and_key() {
+    let text = format!("{GOOD}\n[shutdown]\ntimeout_ms = \"5 parsecs\"\n");
+    let rendered = parse(&text).expect_err("bad duration").to_string();
+    assert!(
+        rendered.contains(
+            "sluice.toml:13:14: key `shutdown.timeout_ms`: `5 parsecs` is not a duration"
+        ),
+        "{rendered}"
+    );
+    let text = format!("{GOOD}\n[shutdown]\nlinger = \"1500us\"\n");
+    let rendered = parse(&text).expect_err("sub-millisecond").to_string();
+    assert!(
+        rendered.contains("not a whole number of milliseconds"),
+        "{rendered}"
+    );
+    let text = format!("{GOOD}\n[shutdown]\nlinger = -5\n");
+    let rendered = parse(&text).expect_err("negative").to_string();
+    assert!(rendered.contains("cannot be negative"), "{rendered}");
+}
+
+/// Every `examples/**/*.toml` loads without a problem, and its typed form
+/// written back to TOML loads to the same configuration. (`sluice validate`
+/// of the examples, plugins included, is in tests/tests/cli.rs.)
+#[test]
+fn every_example_config_loads_and_round_trips() {
+    fn tomls(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.ends_with("target") {
+                tomls(&path, out);
+            } else if path.extension().is_some_and(|e| e == "toml")
+                && path.file_name().is_some_and(|n| n != "Cargo.toml")
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    tomls(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"),
+        &mut found,
+    );
+    assert!(found.len() >= 4, "{found:?}");
+    for path in found {
+        let loaded = load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let written = toml::to_string(&loaded.config)
+            .unwrap_or_else(|e| panic!("{}: cannot write back: {e}", path.display()));
+        let again = parse_str(&written, &path)
+            .unwrap_or_else(|e| panic!("{} written back:\n{written}\n{e}", path.display()));
+        assert_eq!(again.config, loaded.config, "{}", path.display());
+    }
+}
