@@ -1,5 +1,5 @@
-//! Operator endpoints: liveness, readiness, Prometheus metrics, and (later)
-//! the bearer-protected `/admin` API.
+//! Operator endpoints: liveness, readiness, Prometheus metrics, and the
+//! bearer-protected `/admin` API (the plugin store, topic tails).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,8 +27,6 @@ pub enum StageState {
     /// Retrying a batch the chain or sink could not finish (e.g. the
     /// database is down); consumption paused, nothing committed.
     Retrying,
-    /// Stopped after an error it cannot recover from.
-    Failed,
     /// Stopped on shutdown after committing its last batch.
     Stopped,
 }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 /// Sluice: WebAssembly-extensible event ingestion on Kafka.
 #[derive(Parser)]
@@ -63,7 +64,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let log_filter = init_logging(cli.log_format);
     match cli.command {
         Command::Replay(args) => sluice::replay::main(&args),
         Command::Plugin(args) => sluice::plugins::cli::main(&args),
@@ -90,6 +91,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            apply_config_filter(&log_filter, &loaded);
             let mut stdout = std::io::stdout().lock();
             match sluice::pipeline_test::run(&loaded, filter.as_deref(), &mut stdout) {
                 Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            apply_config_filter(&log_filter, &loaded);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -126,14 +129,35 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+const DEFAULT_LOG_FILTER: &str = "info,rdkafka=warn,wasmtime=warn,cranelift=warn";
+
+/// Logs to stderr, filtered by `SLUICE_LOG` or the default; the returned
+/// handle swaps in a configuration's `[log] filter` once it is loaded.
+fn init_logging(format: LogFormat) -> reload::Handle<EnvFilter, Registry> {
     let filter = EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,wasmtime=warn,cranelift=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let (filter, handle) = reload::Layer::new(filter);
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => registry.with(output).init(),
+        LogFormat::Json => registry.with(output.json()).init(),
+    }
+    handle
+}
+
+/// `[log] filter` applies unless `SLUICE_LOG` is set (validation checked it).
+fn apply_config_filter(
+    handle: &reload::Handle<EnvFilter, Registry>,
+    loaded: &sluice::config::LoadedConfig,
+) {
+    if std::env::var_os("SLUICE_LOG").is_some() {
+        return;
+    }
+    if let Some(filter) = &loaded.config.log.filter
+        && let Ok(filter) = EnvFilter::try_new(filter.get_ref())
+        && let Err(e) = handle.reload(filter)
+    {
+        tracing::warn!(error = %e, "cannot apply [log] filter");
     }
 }

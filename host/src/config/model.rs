@@ -437,12 +437,13 @@ pub struct AdminConfig {
     pub token: Option<String>,
 }
 
-/// `[log]`: log format and filter.
+/// `[log]`: the log filter.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 pub struct LogConfig {
-    /// `RUST_LOG`-style filter; the `SLUICE_LOG` variable overrides it.
+    /// `RUST_LOG`-style filter (e.g. `"info,sluice::stage=debug"`) for
+    /// `sluice run` and `sluice test`; the `SLUICE_LOG` variable overrides it.
     #[serde(default)]
-    pub filter: Option<String>,
+    pub filter: Option<Spanned<String>>,
 }
 
 /// Checks that need only the configuration text.
@@ -471,6 +472,15 @@ pub(super) fn check(config: &Config, source: &Source<'_>, problems: &mut Diagnos
                 "`{}` is not a listen address like 127.0.0.1:9090",
                 listen.get_ref()
             ),
+        ));
+    }
+    if let Some(filter) = &config.log.filter
+        && let Err(e) = tracing_subscriber::EnvFilter::try_new(filter.get_ref())
+    {
+        problems.push(source.spanned(
+            filter,
+            "log.filter",
+            format!("not a log filter like \"info,sluice::stage=debug\": {e}"),
         ));
     }
     if config.shutdown.linger_ms > config.shutdown.timeout_ms {

@@ -235,3 +235,19 @@ fn every_example_config_loads_and_round_trips() {
         assert_eq!(again.config, loaded.config, "{}", path.display());
     }
 }
+
+#[test]
+fn a_bad_log_filter_names_its_line() {
+    let loaded = parse(&format!("{GOOD}\n[log]\nfilter = \"info,sluice=debug\"\n")).expect("valid");
+    assert_eq!(
+        loaded.config.log.filter.map(|f| f.into_inner()).as_deref(),
+        Some("info,sluice=debug")
+    );
+    let rendered = parse(&format!("{GOOD}\n[log]\nfilter = \"info,sluice=loud\"\n"))
+        .expect_err("bad filter")
+        .to_string();
+    assert!(
+        rendered.contains("sluice.toml:13:10: key `log.filter`: not a log filter"),
+        "{rendered}"
+    );
+}

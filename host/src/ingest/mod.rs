@@ -135,11 +135,6 @@ impl Ingest {
         self.accepting.store(false, Ordering::SeqCst);
     }
 
-    /// The producer, to flush on shutdown.
-    pub fn producer(&self) -> &Producer {
-        &self.producer
-    }
-
     /// Graceful shutdown: stop accepting (new requests get 503), wait until
     /// every accepted event was acknowledged or refused, then flush the
     /// producer. `false` if `deadline` passed first.

@@ -212,7 +212,7 @@ fn load(
     {
         return Err(InputError::new(format!(
             "plugin `{name}` version {wanted} is not available: {} is version {} \
-             (there is no version store yet; pass --plugin-version {name}=PATH.wasm)",
+             (replay loads versions from [plugins] dir, not from the plugin store; pass --plugin-version {name}=PATH.wasm)",
             display(&path),
             plugin.version()
         )));
