@@ -88,6 +88,15 @@ pub struct KafkaConfig {
     /// Create missing topics at start-up on a real broker.
     #[serde(default)]
     pub create_topics: bool,
+    /// This host's stable name among the hosts sharing its consumer groups
+    /// (e.g. a StatefulSet pod name). Exactly-once stages put it in their
+    /// transactional id, so a restarted host fences its predecessor's open
+    /// transaction at once. Unset: a fresh random name per start (a killed
+    /// predecessor's open transaction is then aborted by the broker after
+    /// the stage's `transaction_timeout_ms`). Two live hosts must never
+    /// share one.
+    #[serde(default)]
+    pub instance_id: Option<String>,
 }
 
 fn default_partitions() -> i32 {
@@ -330,6 +339,42 @@ pub struct StageConfig {
     /// Names of `[connections.NAME]` this stage's sink may use.
     #[serde(default)]
     pub connections: Vec<Spanned<String>>,
+    /// `"at-least-once"` (default) or `"exactly-once"`: Kafka transactions
+    /// covering the output, the dead letters and the input offsets (topic
+    /// → topic stages only).
+    #[serde(default)]
+    pub delivery: Option<Spanned<Delivery>>,
+    /// Exactly-once: how long one transaction collects batches before it
+    /// commits, in milliseconds. Longer means fewer commits (throughput),
+    /// shorter means output visible sooner to `read_committed` consumers.
+    #[serde(default = "default_transaction_interval_ms")]
+    pub transaction_interval_ms: u64,
+    /// Exactly-once: the broker aborts a transaction left open this long
+    /// (a stalled or killed host's), in milliseconds. Bounds how long such
+    /// a host holds back its partitions' `read_committed` readers.
+    #[serde(default = "default_transaction_timeout_ms")]
+    pub transaction_timeout_ms: u64,
+}
+
+/// A stage's delivery guarantee.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Offsets committed after the batch's output was acknowledged; a crash
+    /// between the two re-runs the batch (duplicates, never loss).
+    #[default]
+    AtLeastOnce,
+    /// Output, dead letters and offsets committed in one Kafka transaction
+    /// per `transaction_interval_ms`; `read_committed` consumers see each
+    /// input's results exactly once.
+    ExactlyOnce,
+}
+
+fn default_transaction_interval_ms() -> u64 {
+    100
+}
+fn default_transaction_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_batch_size() -> usize {
@@ -346,6 +391,14 @@ fn default_delivery_timeout_ms() -> u64 {
 }
 
 impl StageConfig {
+    /// The stage's delivery guarantee (at-least-once unless configured).
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
+            .as_ref()
+            .map(|d| *d.get_ref())
+            .unwrap_or_default()
+    }
+
     /// The consumer group this stage joins.
     pub fn group_id(&self) -> String {
         self.group
@@ -478,6 +531,39 @@ pub(super) fn check(config: &Config, source: &Source<'_>, problems: &mut Diagnos
                 &format!("{key}.batch_size"),
                 "must be at least 1".into(),
             ));
+        }
+        if let Some(delivery) = &stage.delivery
+            && *delivery.get_ref() == Delivery::ExactlyOnce
+        {
+            if stage.sink.is_some() {
+                problems.push(source.spanned(
+                    delivery,
+                    &format!("{key}.delivery"),
+                    "exactly-once needs a topic `output`: a sink writes outside Kafka, where the \
+                     stage's Kafka transaction cannot reach, so a crash between the write and the \
+                     commit would write twice; use at-least-once with an idempotent sink (upserts)"
+                        .into(),
+                ));
+            }
+            if stage.transaction_interval_ms == 0 {
+                problems.push(source.spanned(
+                    delivery,
+                    &format!("{key}.transaction_interval_ms"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if stage.transaction_timeout_ms < 1_000
+                || stage.transaction_timeout_ms <= stage.transaction_interval_ms
+            {
+                problems.push(source.spanned(
+                    delivery,
+                    &format!("{key}.transaction_timeout_ms"),
+                    format!(
+                        "must be at least 1000 and longer than transaction_interval_ms ({})",
+                        stage.transaction_interval_ms
+                    ),
+                ));
+            }
         }
         if stage.delivery_timeout_ms == 0 {
             problems.push(source.spanned(

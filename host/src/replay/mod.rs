@@ -107,6 +107,30 @@ pub struct ReplayArgs {
     /// Resolve the window and load the chain, print the plan, read nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Which records of transactional producers (exactly-once stages) to
+    /// read: only committed ones (the default, what consumers downstream
+    /// saw), or also those of aborted and open transactions (forensics of
+    /// what a failed attempt wrote).
+    #[arg(long, value_enum, default_value_t = Isolation::ReadCommitted)]
+    pub isolation: Isolation,
+}
+
+/// `--isolation`: Kafka's `isolation.level` for the replay's reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Isolation {
+    /// Only records of committed transactions (and non-transactional ones).
+    ReadCommitted,
+    /// Every record, including those of aborted or open transactions.
+    ReadUncommitted,
+}
+
+impl Isolation {
+    fn setting(self) -> &'static str {
+        match self {
+            Self::ReadCommitted => "read_committed",
+            Self::ReadUncommitted => "read_uncommitted",
+        }
+    }
 }
 
 /// Output format of `--out` and stdout.
@@ -252,7 +276,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Summary> {
     }
     let schemas = crate::run::schema_set(&loaded)?;
     let kafka = futures::executor::block_on(Kafka::start(&loaded.config.kafka, &[]))?;
-    let consumer = reader(&kafka)?;
+    let consumer = reader(&kafka, args.isolation)?;
     let all = topic_partitions(&consumer, &args.topic)?;
     let partitioner = partitioner_setting(&loaded);
     let (selected, key_filter) = select_partitions(
@@ -349,10 +373,11 @@ fn check_order(from: &Bound, to: Option<&Bound>) -> Result<(), InputError> {
 
 /// A group-less consumer for manual assignment: never joins a group, never
 /// commits, and reports the end of each partition.
-fn reader(kafka: &Kafka) -> anyhow::Result<BaseConsumer> {
+fn reader(kafka: &Kafka, isolation: Isolation) -> anyhow::Result<BaseConsumer> {
     let mut config = kafka.client_config();
     config
         .set("group.id", "sluice-replay-unused")
+        .set("isolation.level", isolation.setting())
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
