@@ -7,6 +7,7 @@
 //! to the test executable; `SLUICE_BIN` overrides it.
 
 pub mod broker;
+pub mod delivery;
 pub mod kstreams;
 pub mod pipeline;
 pub mod postgres;
@@ -201,6 +202,29 @@ impl Sluice {
             }
             let _ = child.wait();
         }
+    }
+
+    /// Stop the process where it is (SIGSTOP), as a host stalled by a long
+    /// pause or a frozen VM would be.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Let a paused process run again (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("not running")?;
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill {signal} failed: {status}");
+        }
+        Ok(())
     }
 
     /// Send SIGTERM and wait for the exit status.
