@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
@@ -137,11 +137,18 @@ impl Transactions {
     /// group generation. On failure the transaction is aborted (and the
     /// producer rebuilt if needed) and the consumer must rewind.
     pub fn commit(&mut self, consumer: &StageConsumer) -> Result<(), KafkaError> {
+        self.commit_as(consumer.group_metadata())
+    }
+
+    /// [`Transactions::commit`] with the consumer's group metadata taken
+    /// already (`None`: no longer a group member), so it can run off the
+    /// stage thread.
+    pub fn commit_as(&mut self, metadata: Option<ConsumerGroupMetadata>) -> Result<(), KafkaError> {
         let Some(since) = self.open_since else {
             return Ok(());
         };
         let started = Instant::now();
-        let result = self.try_commit(consumer);
+        let result = self.try_commit(metadata);
         match &result {
             Ok(()) => {
                 crate::metrics::stage_transaction(&self.stage, "committed", started.elapsed());
@@ -157,16 +164,14 @@ impl Transactions {
         result
     }
 
-    fn try_commit(&mut self, consumer: &StageConsumer) -> Result<(), KafkaError> {
+    fn try_commit(&mut self, metadata: Option<ConsumerGroupMetadata>) -> Result<(), KafkaError> {
         if !self.offsets.is_empty() {
             let mut list = TopicPartitionList::new();
             for ((topic, partition), offset) in &self.offsets {
                 list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
             }
             // No group metadata: not (or no longer) a group member.
-            let metadata = consumer
-                .group_metadata()
-                .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
+            let metadata = metadata.ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
             retrying(|| {
                 self.producer.producer().send_offsets_to_transaction(
                     &list,
@@ -226,6 +231,36 @@ impl Transactions {
     }
 }
 
+/// A transaction commit running on a thread of its own.
+struct Committing(std::sync::mpsc::Receiver<()>);
+
+impl Committing {
+    /// Commit `transactions`' open transaction as of `metadata` on a new
+    /// thread. (If a rebalance commits it first, this finds none open.)
+    fn start(transactions: SharedTransactions, metadata: Option<ConsumerGroupMetadata>) -> Self {
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("txn-commit".into())
+            .spawn(move || {
+                // A failure aborts and flags the rewind itself.
+                let _ = lock(&transactions).commit_as(metadata);
+                let _ = done.send(());
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a commit thread; the transaction is committed on the stage's next turn");
+        }
+        Self(finished)
+    }
+}
+
+/// Wait for the commit in progress, if any, to finish.
+fn wait(committing: &mut Option<Committing>) {
+    if let Some(Committing(finished)) = committing.take() {
+        // Disconnected: the thread ended (or never started).
+        let _ = finished.recv();
+    }
+}
+
 /// Call `f` again while it fails with a retriable error, a few times.
 fn retrying(mut f: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
     let mut attempt = 0;
@@ -267,7 +302,9 @@ impl RevokeHook for CommitBeforeRevoke {
 impl Stage {
     /// The exactly-once loop: read, run the chain, produce into the open
     /// transaction; commit it every `transaction_interval`; on failure abort
-    /// and rewind.
+    /// and rewind. A commit runs on a thread of its own while the next batch
+    /// is read and run through the chain (it is produced only after the
+    /// commit finished, into the next transaction).
     pub(super) fn run_exactly_once(
         &mut self,
         transactions: &SharedTransactions,
@@ -275,18 +312,13 @@ impl Stage {
         stop: &AtomicBool,
     ) {
         let mut last_lag = Instant::now();
+        let mut committing: Option<Committing> = None;
+        self.apply_updates();
         while !stop.load(Ordering::SeqCst) {
             board.beat(&self.name);
             self.publish_assignment(board);
-            if lock(transactions).take_rewind() {
-                self.rewind(board, stop);
-                continue;
-            }
-            // Plugin versions change only between transactions, so one
-            // transaction's output comes from one set of versions.
-            if !lock(transactions).is_open() {
-                self.apply_updates();
-            }
+            // A rebalance inside the poll commits (or aborts) the open
+            // transaction itself, waiting for a commit in progress first.
             let batch = match self.poll_batch(stop) {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -295,15 +327,21 @@ impl Stage {
                     continue;
                 }
             };
-            // A rebalance inside the poll may have aborted the transaction:
-            // the batch read since is dropped and read again after the rewind.
-            if lock(transactions).needs_rewind {
+            let prepared = if batch.is_empty() {
+                None
+            } else {
+                self.prepare(batch, board, stop)
+            };
+            wait(&mut committing);
+            // An abort (of a failed commit, or in a rebalance) left the
+            // consumer ahead of the committed offsets: what was read since
+            // is dropped and read again.
+            if lock(transactions).take_rewind() {
+                self.rewind(board, stop);
                 continue;
             }
-            if !batch.is_empty()
-                && let Some(prepared) = self.prepare(batch, board, stop)
-            {
-                let mut txn = lock(transactions);
+            let mut txn = lock(transactions);
+            if let Some(prepared) = prepared {
                 let next = prepared.batch.next_offsets();
                 if let Err(e) = txn.send(&prepared.records, next) {
                     tracing::warn!(stage = %self.name, error = %e, "producing into the transaction failed; aborting and rewinding");
@@ -312,16 +350,22 @@ impl Stage {
                 }
                 crate::metrics::stage_batch(&self.name, prepared.started.elapsed());
             }
-            let mut txn = lock(transactions);
             if txn.due(self.transaction_interval) {
-                let _ = txn.commit(&self.consumer);
+                drop(txn);
+                committing = Some(Committing::start(
+                    transactions.clone(),
+                    self.consumer.group_metadata(),
+                ));
+                // Plugin versions change only between transactions, so one
+                // transaction's output comes from one set of versions.
+                self.apply_updates();
             }
-            drop(txn);
             if last_lag.elapsed() > Duration::from_secs(5) {
                 self.report_lag();
                 last_lag = Instant::now();
             }
         }
+        wait(&mut committing);
         let mut txn = lock(transactions);
         if txn.is_open()
             && let Err(e) = txn.commit(&self.consumer)
