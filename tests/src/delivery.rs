@@ -4,7 +4,7 @@
 //! `read_committed` (or `read_uncommitted`) consumer does, and the counts
 //! that say whether each input arrived exactly once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -248,10 +248,13 @@ pub fn tally(bootstrap: &str, names: &Names, inputs: usize) -> anyhow::Result<Ta
     })
 }
 
+/// The admin token of [`stage_config`]'s hosts.
+pub const ADMIN_TOKEN: &str = "delivery-token";
+
 /// A host config running one stage over `names` (chain `redact, enrich`:
 /// every decodable event comes out, every undecodable one is dead-lettered)
 /// with `delivery` (`"at-least-once"` or `"exactly-once"`), admin on
-/// `port`, and `instance` as its `[kafka] instance_id`.
+/// `port`, and `instance` as its `[plugins] host_id`.
 pub fn stage_config(
     bootstrap: &str,
     port: u16,
@@ -259,6 +262,21 @@ pub fn stage_config(
     delivery: &str,
     instance: &str,
 ) -> String {
+    stage_config_with_store(bootstrap, port, names, delivery, instance, None)
+}
+
+/// [`stage_config`] with the plugin store on, in `store_topic`, when given.
+pub fn stage_config_with_store(
+    bootstrap: &str,
+    port: u16,
+    names: &Names,
+    delivery: &str,
+    instance: &str,
+    store_topic: Option<&str>,
+) -> String {
+    let store = store_topic
+        .map(|t| format!("store = true\nstore_topic = \"{t}\"\n"))
+        .unwrap_or_default();
     let Names {
         input,
         output,
@@ -271,17 +289,18 @@ schemas = "{{schemas}}"
 
 [kafka]
 brokers = "{bootstrap}"
-instance_id = "{instance}"
 [kafka.client]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "1000"
 
 [admin]
 listen = "127.0.0.1:{port}"
+token = "{ADMIN_TOKEN}"
 
 [plugins]
 dir = "{{plugins}}"
-
+host_id = "{instance}"
+{store}
 [[stage]]
 name = "deliver"
 input = "{input}"
@@ -339,4 +358,45 @@ pub async fn metric(admin_url: &str, name: &str, labels: &[(&str, &str)]) -> any
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .fold(0.0, |sum, v| sum + v))
+}
+
+/// Publish `component` as plugin `name` through a host's admin API; the
+/// store's answer (status, body).
+pub async fn push_plugin(
+    admin_url: &str,
+    name: &str,
+    component: Vec<u8>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let response = reqwest::Client::new()
+        .put(format!("{admin_url}/admin/plugins/{name}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(component)
+        .send()
+        .await?;
+    Ok((response.status().as_u16(), response.json().await?))
+}
+
+/// The hosts that report running `version` of plugin `name`, from a host's
+/// admin API.
+pub async fn hosts_running(
+    admin_url: &str,
+    name: &str,
+    version: u64,
+) -> anyhow::Result<BTreeSet<String>> {
+    let plugins: serde_json::Value = reqwest::Client::new()
+        .get(format!("{admin_url}/admin/plugins"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(plugins
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == name)
+        .flat_map(|p| p["hosts"].as_array().cloned().unwrap_or_default())
+        .filter(|h| h["version"].as_u64() == Some(version))
+        .filter_map(|h| h["host"].as_str().map(String::from))
+        .collect())
 }

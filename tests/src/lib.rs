@@ -607,3 +607,25 @@ pub fn wait_caught_up(
     }
     bail!("group {group} still lags {last:?} records behind {topic} after {timeout:?}")
 }
+
+/// `component` with a custom section `name` of `payload_len` bytes appended:
+/// wasmtime ignores it, so the plugin behaves the same under a new hash
+/// (a new version for the plugin store).
+pub fn with_custom_section(mut component: Vec<u8>, name: &str, payload_len: usize) -> Vec<u8> {
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name.as_bytes());
+    section.extend(std::iter::repeat_n(0x5a_u8, payload_len));
+    component.push(0); // custom section id
+    let mut size = section.len();
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        if size == 0 {
+            component.push(byte);
+            break;
+        }
+        component.push(byte | 0x80);
+    }
+    component.extend_from_slice(&section);
+    component
+}

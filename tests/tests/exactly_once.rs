@@ -89,6 +89,49 @@ async fn sigkill_three_times_under_load_each_input_exactly_once() -> anyhow::Res
     assert_eq!(counted.lost, 0, "{counted}\n{}", host.log());
     assert_eq!(counted.duplicates, 0, "{counted}\n{}", host.log());
     assert_eq!(counted.unexpected, 0, "{counted}");
+
+    // Replay reads what read_committed consumers saw by default, and what
+    // the aborted attempts wrote too with --isolation read-uncommitted.
+    let dir = sluice_tests::TempDir::new("eos-replay");
+    let replay_config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &replay_config,
+        sluice_tests::resolve_config(&stage_config(
+            &bootstrap,
+            free_port(),
+            &names,
+            "exactly-once",
+            "replayer",
+        )),
+    )?;
+    for (isolation, expected) in [
+        ("read-committed", counted.outputs),
+        ("read-uncommitted", uncommitted),
+    ] {
+        let out = dir.path().join(format!("{isolation}.ndjson"));
+        let status = std::process::Command::new(sluice_tests::sluice_bin())
+            .args(["replay", "-c"])
+            .arg(&replay_config)
+            .args([
+                "--topic",
+                &names.output,
+                "--from",
+                "0",
+                "--chain",
+                "redact",
+                "--isolation",
+                isolation,
+                "--out",
+            ])
+            .arg(&out)
+            .status()?;
+        assert!(status.success(), "replay --isolation {isolation}: {status}");
+        let replayed = std::fs::read_to_string(&out)?.lines().count();
+        println!(
+            "exactly-once sigkill x3: replay --isolation {isolation} read {replayed} output records"
+        );
+        assert_eq!(replayed, expected, "replay --isolation {isolation}");
+    }
     Ok(())
 }
 

@@ -3,12 +3,15 @@
 //! joins. Every input arrives (at-least-once: duplicates only from the
 //! killed host's uncommitted batches, counted and printed; exactly-once:
 //! none), and each host's assignment is visible through its admin API
-//! while the group changes.
+//! while the group changes. A plugin version pushed while the group
+//! rebalances reaches every live host, the one that joins after included.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sluice_tests::delivery::{SteadyLoad, assignment, stage_config, tally};
+use sluice_tests::delivery::{
+    SteadyLoad, assignment, hosts_running, push_plugin, stage_config_with_store, tally,
+};
 use sluice_tests::pipeline::Names;
 use sluice_tests::{Broker, Sluice, free_port, plugins_built, wait_caught_up};
 
@@ -45,12 +48,12 @@ async fn run(delivery: &str) -> anyhow::Result<()> {
     broker.create_topic(&names.dlq, 1)?;
     let load = SteadyLoad::start(&bootstrap, &names.input, 3_000)?;
 
+    let store = format!("{}.plugins", names.group);
     let start = |instance: &str| -> anyhow::Result<Sluice> {
         let port = free_port();
-        Sluice::start(
-            &stage_config(&bootstrap, port, &names, delivery, instance),
-            port,
-        )
+        let config =
+            stage_config_with_store(&bootstrap, port, &names, delivery, instance, Some(&store));
+        Sluice::start(&config, port)
     };
     let h1 = start("h1")?;
     let h2 = start("h2")?;
@@ -63,11 +66,38 @@ async fn run(delivery: &str) -> anyhow::Result<()> {
         "scale-out {delivery}: h3 killed with {} records sent",
         load.sent()
     );
+    // Pushed while the group rebalances h3's partitions away: the same
+    // enrich under a new hash (a custom section), version 1 of the store.
+    let enrich = std::fs::read(sluice_tests::repo_path("plugins/dist/enrich.wasm"))?;
+    let (status, body) = push_plugin(
+        &h1.url,
+        "enrich",
+        sluice_tests::with_custom_section(enrich, "scale-out", 64),
+    )
+    .await?;
+    assert_eq!(status, 201, "push: {body}");
+    let version = body["version"].as_u64().unwrap_or_default();
     wait_shared(&[&h1, &h2], "after the kill").await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let h4 = start("h4")?;
     wait_shared(&[&h1, &h2, &h4], "after h4 joined").await?;
+    let live: BTreeSet<String> = ["h1", "h2", "h4"].map(String::from).into();
+    let mut running = BTreeSet::new();
+    for _ in 0..60 {
+        running = hosts_running(&h1.url, "enrich", version).await?;
+        if live.is_subset(&running) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "scale-out {delivery}: enrich v{version}, pushed during the rebalance, runs on {running:?}"
+    );
+    assert!(
+        live.is_subset(&running),
+        "every live host runs the pushed version: {running:?}"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let inputs = load.finish()?;

@@ -44,6 +44,36 @@ pub struct Config {
     pub tests: Vec<super::TestCase>,
 }
 
+impl Config {
+    /// This host's name among the hosts of its consumer groups and plugin
+    /// store: `[plugins] host_id`, else the machine's host name and the HTTP
+    /// listen port (distinct for several hosts on one machine, stable across
+    /// restarts), else the host name and process id. `plugin list` shows it,
+    /// and exactly-once stages put it in their transactional ids, so a
+    /// restarted host fences its predecessor's producer at once.
+    pub fn host_id(&self) -> String {
+        if let Some(id) = &self.plugins.host_id {
+            return id.clone();
+        }
+        let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let listen = self
+            .ingest
+            .as_ref()
+            .map(|i| i.listen.get_ref().clone())
+            .or_else(|| self.admin.listen.as_ref().map(|l| l.get_ref().clone()));
+        match listen {
+            Some(listen) => format!("{machine}:{}", listen.rsplit(':').next().unwrap_or("")),
+            None => format!("{machine}-pid{}", std::process::id()),
+        }
+        .replace('/', "_")
+    }
+}
+
 /// `[shutdown]`: how SIGTERM and Ctrl-C drain the host.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 pub struct ShutdownConfig {
@@ -88,15 +118,6 @@ pub struct KafkaConfig {
     /// Create missing topics at start-up on a real broker.
     #[serde(default)]
     pub create_topics: bool,
-    /// This host's stable name among the hosts sharing its consumer groups
-    /// (e.g. a StatefulSet pod name). Exactly-once stages put it in their
-    /// transactional id, so a restarted host fences its predecessor's open
-    /// transaction at once. Unset: a fresh random name per start (a killed
-    /// predecessor's open transaction is then aborted by the broker after
-    /// the stage's `transaction_timeout_ms`). Two live hosts must never
-    /// share one.
-    #[serde(default)]
-    pub instance_id: Option<String>,
 }
 
 fn default_partitions() -> i32 {

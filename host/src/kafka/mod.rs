@@ -34,7 +34,6 @@ pub struct Kafka {
     settings: Vec<(String, String)>,
     partitions: i32,
     embedded: Option<EmbeddedBroker>,
-    instance_id: String,
 }
 
 impl Kafka {
@@ -60,21 +59,11 @@ impl Kafka {
             settings,
             partitions: config.partitions,
             embedded,
-            instance_id: config
-                .instance_id
-                .clone()
-                .unwrap_or_else(random_instance_id),
         };
         if kafka.embedded.is_some() || config.create_topics {
             kafka.ensure_topics(topics).await?;
         }
         Ok(kafka)
-    }
-
-    /// This host's name among the hosts of its consumer groups (`[kafka]
-    /// instance_id`, or a random one chosen at start).
-    pub fn instance_id(&self) -> &str {
-        &self.instance_id
     }
 
     /// Base client settings: bootstrap servers plus the operator's
@@ -276,17 +265,6 @@ impl Kafka {
         }
         Ok(())
     }
-}
-
-/// A name for this process among the hosts of its groups: its host name, its
-/// process id and the start time, so two processes never share one.
-fn random_instance_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    format!("{host}-{}-{nanos:08x}", std::process::id())
 }
 
 fn setting_or(settings: &[(String, String)], key: &str, default: &str) -> String {

@@ -2,9 +2,10 @@
 //! with KIP-447's consumer-group fencing).
 //!
 //! One per exactly-once stage per host, with the transactional id
-//! `<group>.<stage>.<instance>`: a restarted host with the same
-//! `[kafka] instance_id` fences its predecessor's producer and aborts its
-//! open transaction in `init_transactions`; a zombie that lost its
+//! `<group>.<stage>.<host id>`: a restarted host with the same host id
+//! (`[plugins] host_id`, else host name and listen port) fences its
+//! predecessor's producer and aborts its open transaction in
+//! `init_transactions`; a zombie that lost its
 //! partitions to another host is fenced by the group generation its offset
 //! commit carries (the broker refuses it), so nothing it wrote becomes
 //! visible to `read_committed` readers.

@@ -373,7 +373,30 @@ fn check_order(from: &Bound, to: Option<&Bound>) -> Result<(), InputError> {
 
 /// A group-less consumer for manual assignment: never joins a group, never
 /// commits, and reports the end of each partition.
-fn reader(kafka: &Kafka, isolation: Isolation) -> anyhow::Result<BaseConsumer> {
+type Reader = BaseConsumer<ReaderContext>;
+
+/// The reader's client context: the end of a partition is how replay knows
+/// it is done, not an error worth logging (librdkafka reports it as a
+/// global error too).
+struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end_of_partition = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end_of_partition {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
+/// The replay's [`Reader`], reading with `isolation`.
+fn reader(kafka: &Kafka, isolation: Isolation) -> anyhow::Result<Reader> {
     let mut config = kafka.client_config();
     config
         .set("group.id", "sluice-replay-unused")
@@ -382,11 +405,13 @@ fn reader(kafka: &Kafka, isolation: Isolation) -> anyhow::Result<BaseConsumer> {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
-    config.create().context("cannot create Kafka reader")
+    config
+        .create_with_context(ReaderContext)
+        .context("cannot create Kafka reader")
 }
 
 /// The partition ids of `topic`, or an input error if it does not exist.
-fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
+fn topic_partitions(consumer: &Reader, topic: &str) -> anyhow::Result<Vec<i32>> {
     let metadata = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
         .with_context(|| format!("cannot read metadata of topic `{topic}`"))?;
@@ -485,7 +510,7 @@ fn select_partitions(
 /// Resolve both bounds to offsets in each selected partition, clamped to
 /// what the partition holds now.
 fn resolve(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     partitions: &[i32],
     from: &Bound,
@@ -530,7 +555,7 @@ enum Side {
 
 /// One bound as an offset per partition, within `[low, high]`.
 fn offsets(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     marks: &BTreeMap<i32, (i64, i64)>,
     bound: &Bound,
@@ -710,7 +735,7 @@ fn print_plan(
 
 /// Everything the read loop works with.
 struct ReplayRun<'a, 's> {
-    consumer: &'a BaseConsumer,
+    consumer: &'a Reader,
     topic: &'a str,
     ranges: &'a [Range],
     plan: &'a mut plan::ChainPlan,
@@ -811,7 +836,7 @@ fn replay_ranges(run: ReplayRun<'_, '_>) -> anyhow::Result<()> {
 /// batches and handing them to the chain thread.
 #[allow(clippy::too_many_arguments)]
 fn read_loop(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     active: &mut HashMap<i32, i64>,
     key_filter: Option<&BTreeSet<Vec<u8>>>,
@@ -901,7 +926,7 @@ fn read_loop(
 }
 
 /// Stop reading partition `p`.
-fn done(consumer: &BaseConsumer, topic: &str, p: i32, active: &mut HashMap<i32, i64>) {
+fn done(consumer: &Reader, topic: &str, p: i32, active: &mut HashMap<i32, i64>) {
     if active.remove(&p).is_some() {
         let mut tpl = TopicPartitionList::new();
         if tpl.add_partition(topic, p).set_offset(Offset::End).is_ok() {

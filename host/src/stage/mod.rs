@@ -193,7 +193,7 @@ impl Stage {
                 }
                 let producer = kafka
                     .transactional_producer(
-                        transactional_id(&config.group_id(), &name, kafka.instance_id()),
+                        transactional_id(&config.group_id(), &name, &loaded.config.host_id()),
                         Duration::from_millis(config.transaction_timeout_ms),
                         delivery_timeout,
                     )
@@ -642,10 +642,10 @@ enum DeliveryMode {
     ExactlyOnce(SharedTransactions),
 }
 
-/// `<group>.<stage>.<instance>`: unique per stage and host, stable across
-/// restarts of a host with a configured `instance_id`.
-fn transactional_id(group: &str, stage: &str, instance: &str) -> String {
-    format!("{group}.{stage}.{instance}")
+/// `<group>.<stage>.<host id>`: unique per stage and host, and stable
+/// across restarts of a host (see [`crate::config::Config::host_id`]).
+fn transactional_id(group: &str, stage: &str, host: &str) -> String {
+    format!("{group}.{stage}.{host}")
 }
 
 /// Commit a batch's offsets (asynchronously while running: its records are
