@@ -36,6 +36,7 @@ pub enum StageState {
 pub struct StatusBoard {
     stages: Arc<RwLock<BTreeMap<String, (StageState, String)>>>,
     beats: Arc<RwLock<BTreeMap<String, Instant>>>,
+    assignments: Arc<RwLock<BTreeMap<String, Vec<crate::stage::Partition>>>>,
     draining: Arc<AtomicBool>,
 }
 
@@ -68,6 +69,22 @@ impl StatusBoard {
         if let Ok(mut beats) = self.beats.write() {
             beats.insert(stage.to_string(), Instant::now());
         }
+    }
+
+    /// Record the partitions a stage's consumer holds now.
+    pub fn set_assignment(&self, stage: &str, partitions: Vec<crate::stage::Partition>) {
+        if let Ok(mut assignments) = self.assignments.write() {
+            assignments.insert(stage.to_string(), partitions);
+        }
+    }
+
+    /// The partitions `stage` holds, as last reported.
+    pub fn assignment(&self, stage: &str) -> Vec<crate::stage::Partition> {
+        self.assignments
+            .read()
+            .ok()
+            .and_then(|a| a.get(stage).cloned())
+            .unwrap_or_default()
     }
 
     /// How long ago `stage` last showed progress.
@@ -130,6 +147,8 @@ struct StageReport {
     detail: String,
     /// True when the stage's thread has shown no progress for [`STUCK_AFTER`].
     stuck: bool,
+    /// The input partitions this host's consumer holds, as `topic/partition`.
+    assignment: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -155,10 +174,17 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         .into_iter()
         .map(|(name, (stage_state, detail))| {
             let stuck = is_stuck(&stage_state, state.board.quiet_for(&name));
+            let assignment = state
+                .board
+                .assignment(&name)
+                .into_iter()
+                .map(|(topic, partition)| format!("{topic}/{partition}"))
+                .collect();
             let report = StageReport {
                 state: stage_state,
                 detail,
                 stuck,
+                assignment,
             };
             (name, report)
         })

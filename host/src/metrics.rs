@@ -69,6 +69,22 @@ fn describe() {
         "sluice_sink_unavailable_total",
         "Sink batch attempts that found a target (database) unavailable, by stage."
     );
+    metrics::describe_counter!(
+        "sluice_stage_transactions_total",
+        "Exactly-once stages' transactions, by stage and result (committed, aborted)."
+    );
+    metrics::describe_histogram!(
+        "sluice_stage_transaction_commit_seconds",
+        "Time an exactly-once stage spends committing a transaction (offsets and commit), by stage."
+    );
+    metrics::describe_gauge!(
+        "sluice_stage_assigned_partitions",
+        "Input partitions this host's consumer holds, by stage and topic; with `sluice_stage_partition_assigned` (1 per held partition) it shows how hosts of one group share the input."
+    );
+    metrics::describe_gauge!(
+        "sluice_stage_partition_assigned",
+        "1 for each input partition this host's stage holds, 0 after it moved away, by stage, topic and partition."
+    );
     metrics::describe_gauge!(
         "sluice_stage_consumer_lag",
         "High watermark minus committed offset, by stage, topic and partition."
@@ -193,4 +209,44 @@ pub fn producer_replaced(producer: &'static str) {
 /// (librdkafka's queue), by which part of the host produces them.
 pub fn producer_queue_depth(producer: &'static str, depth: i32) {
     metrics::gauge!("sluice_producer_queue_depth", "producer" => producer).set(f64::from(depth));
+}
+
+/// Count an exactly-once stage's transaction (`committed` or `aborted`) and,
+/// for commits, the time the commit took.
+pub fn stage_transaction(stage: &str, result: &'static str, elapsed: Duration) {
+    metrics::counter!("sluice_stage_transactions_total", "stage" => stage.to_string(), "result" => result)
+        .increment(1);
+    if result == "committed" {
+        metrics::histogram!("sluice_stage_transaction_commit_seconds", "stage" => stage.to_string())
+            .record(elapsed.as_secs_f64());
+    }
+}
+
+/// Report the partitions a stage's consumer holds after a rebalance.
+pub fn stage_assignment(stage: &str, assignment: &[crate::stage::Partition]) {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    // What each stage held before, so partitions that moved away read 0.
+    static HELD: Mutex<BTreeMap<String, Vec<crate::stage::Partition>>> =
+        Mutex::new(BTreeMap::new());
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    let before = held
+        .insert(stage.to_string(), assignment.to_vec())
+        .unwrap_or_default();
+    let mut per_topic: BTreeMap<&str, usize> = before
+        .iter()
+        .map(|(topic, _)| (topic.as_str(), 0))
+        .collect();
+    for (topic, partition) in &before {
+        if !assignment.contains(&(topic.clone(), *partition)) {
+            metrics::gauge!("sluice_stage_partition_assigned", "stage" => stage.to_string(), "topic" => topic.clone(), "partition" => partition.to_string()).set(0.0);
+        }
+    }
+    for (topic, partition) in assignment {
+        *per_topic.entry(topic).or_default() += 1;
+        metrics::gauge!("sluice_stage_partition_assigned", "stage" => stage.to_string(), "topic" => topic.clone(), "partition" => partition.to_string()).set(1.0);
+    }
+    for (topic, count) in per_topic {
+        metrics::gauge!("sluice_stage_assigned_partitions", "stage" => stage.to_string(), "topic" => topic.to_string()).set(count as f64);
+    }
 }

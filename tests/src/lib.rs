@@ -7,6 +7,7 @@
 //! to the test executable; `SLUICE_BIN` overrides it.
 
 pub mod broker;
+pub mod delivery;
 pub mod kstreams;
 pub mod pipeline;
 pub mod postgres;
@@ -201,6 +202,29 @@ impl Sluice {
             }
             let _ = child.wait();
         }
+    }
+
+    /// Stop the process where it is (SIGSTOP), as a host stalled by a long
+    /// pause or a frozen VM would be.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Let a paused process run again (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("not running")?;
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill {signal} failed: {status}");
+        }
+        Ok(())
     }
 
     /// Send SIGTERM and wait for the exit status.
@@ -582,4 +606,26 @@ pub fn wait_caught_up(
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!("group {group} still lags {last:?} records behind {topic} after {timeout:?}")
+}
+
+/// `component` with a custom section `name` of `payload_len` bytes appended:
+/// wasmtime ignores it, so the plugin behaves the same under a new hash
+/// (a new version for the plugin store).
+pub fn with_custom_section(mut component: Vec<u8>, name: &str, payload_len: usize) -> Vec<u8> {
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name.as_bytes());
+    section.extend(std::iter::repeat_n(0x5a_u8, payload_len));
+    component.push(0); // custom section id
+    let mut size = section.len();
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        if size == 0 {
+            component.push(byte);
+            break;
+        }
+        component.push(byte | 0x80);
+    }
+    component.extend_from_slice(&section);
+    component
 }

@@ -43,25 +43,7 @@ fn dist(name: &str) -> Vec<u8> {
 /// `fixture-add-field` grown past two store chunks (512 KiB each) by a
 /// custom section, which wasmtime ignores: exercises chunked publishing.
 fn big_add_field() -> Vec<u8> {
-    let mut bytes = dist("fixture-add-field");
-    let name = b"padding";
-    let payload = vec![0x5a_u8; 1_300_000];
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(&payload);
-    bytes.push(0); // custom section id
-    let mut size = section.len();
-    loop {
-        let byte = (size & 0x7f) as u8;
-        size >>= 7;
-        if size == 0 {
-            bytes.push(byte);
-            break;
-        }
-        bytes.push(byte | 0x80);
-    }
-    bytes.extend_from_slice(&section);
-    bytes
+    sluice_tests::with_custom_section(dist("fixture-add-field"), "padding", 1_300_000)
 }
 
 /// A plugin directory holding `tagger.wasm` = filter (v1).

@@ -44,6 +44,36 @@ pub struct Config {
     pub tests: Vec<super::TestCase>,
 }
 
+impl Config {
+    /// This host's name among the hosts of its consumer groups and plugin
+    /// store: `[plugins] host_id`, else the machine's host name and the HTTP
+    /// listen port (distinct for several hosts on one machine, stable across
+    /// restarts), else the host name and process id. `plugin list` shows it,
+    /// and exactly-once stages put it in their transactional ids, so a
+    /// restarted host fences its predecessor's producer at once.
+    pub fn host_id(&self) -> String {
+        if let Some(id) = &self.plugins.host_id {
+            return id.clone();
+        }
+        let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let listen = self
+            .ingest
+            .as_ref()
+            .map(|i| i.listen.get_ref().clone())
+            .or_else(|| self.admin.listen.as_ref().map(|l| l.get_ref().clone()));
+        match listen {
+            Some(listen) => format!("{machine}:{}", listen.rsplit(':').next().unwrap_or("")),
+            None => format!("{machine}-pid{}", std::process::id()),
+        }
+        .replace('/', "_")
+    }
+}
+
 /// `[shutdown]`: how SIGTERM and Ctrl-C drain the host.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ShutdownConfig {
@@ -358,6 +388,50 @@ pub struct StageConfig {
     /// Names of `[connections.NAME]` this stage's sink may use.
     #[serde(default)]
     pub connections: Vec<Spanned<String>>,
+    /// `"at-least-once"` (default) or `"exactly-once"`: Kafka transactions
+    /// covering the output, the dead letters and the input offsets (topic
+    /// → topic stages only).
+    #[serde(default)]
+    pub delivery: Option<Spanned<Delivery>>,
+    /// Exactly-once: how long one transaction collects batches before it
+    /// commits, in milliseconds. Longer means fewer commits (throughput),
+    /// shorter means output visible sooner to `read_committed` consumers.
+    #[serde(
+        default = "default_transaction_interval_ms",
+        alias = "transaction_interval",
+        deserialize_with = "super::duration::millis"
+    )]
+    pub transaction_interval_ms: u64,
+    /// Exactly-once: the broker aborts a transaction left open this long
+    /// (a stalled or killed host's), in milliseconds. Bounds how long such
+    /// a host holds back its partitions' `read_committed` readers.
+    #[serde(
+        default = "default_transaction_timeout_ms",
+        alias = "transaction_timeout",
+        deserialize_with = "super::duration::millis"
+    )]
+    pub transaction_timeout_ms: u64,
+}
+
+/// A stage's delivery guarantee.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Offsets committed after the batch's output was acknowledged; a crash
+    /// between the two re-runs the batch (duplicates, never loss).
+    #[default]
+    AtLeastOnce,
+    /// Output, dead letters and offsets committed in one Kafka transaction
+    /// per `transaction_interval_ms`; `read_committed` consumers see each
+    /// input's results exactly once.
+    ExactlyOnce,
+}
+
+fn default_transaction_interval_ms() -> u64 {
+    100
+}
+fn default_transaction_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_batch_size() -> usize {
@@ -374,6 +448,14 @@ fn default_delivery_timeout_ms() -> u64 {
 }
 
 impl StageConfig {
+    /// The stage's delivery guarantee (at-least-once unless configured).
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
+            .as_ref()
+            .map(|d| *d.get_ref())
+            .unwrap_or_default()
+    }
+
     /// The consumer group this stage joins.
     pub fn group_id(&self) -> String {
         self.group
@@ -520,6 +602,39 @@ pub(super) fn check(config: &Config, source: &Source<'_>, problems: &mut Diagnos
                 &format!("{key}.batch_size"),
                 "must be at least 1".into(),
             ));
+        }
+        if let Some(delivery) = &stage.delivery
+            && *delivery.get_ref() == Delivery::ExactlyOnce
+        {
+            if stage.sink.is_some() {
+                problems.push(source.spanned(
+                    delivery,
+                    &format!("{key}.delivery"),
+                    "exactly-once needs a topic `output`: a sink writes outside Kafka, where the \
+                     stage's Kafka transaction cannot reach, so a crash between the write and the \
+                     commit would write twice; use at-least-once with an idempotent sink (upserts)"
+                        .into(),
+                ));
+            }
+            if stage.transaction_interval_ms == 0 {
+                problems.push(source.spanned(
+                    delivery,
+                    &format!("{key}.transaction_interval_ms"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if stage.transaction_timeout_ms < 1_000
+                || stage.transaction_timeout_ms <= stage.transaction_interval_ms
+            {
+                problems.push(source.spanned(
+                    delivery,
+                    &format!("{key}.transaction_timeout_ms"),
+                    format!(
+                        "must be at least 1000 and longer than transaction_interval_ms ({})",
+                        stage.transaction_interval_ms
+                    ),
+                ));
+            }
         }
         if stage.delivery_timeout_ms == 0 {
             problems.push(source.spanned(

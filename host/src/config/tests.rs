@@ -251,3 +251,41 @@ fn a_bad_log_filter_names_its_line() {
         "{rendered}"
     );
 }
+
+#[test]
+fn exactly_once_is_refused_on_a_sink_stage_with_the_reason() {
+    let text = format!(
+        "{GOOD}\n[connections.db]\ntype = \"postgres\"\nurl = \"postgres://x@localhost/db\"\n\n[[stage]]\nname = \"s\"\ninput = \"telemetry.events\"\nsink = \"postgres-sink\"\nconnections = [\"db\"]\ndelivery = \"exactly-once\"\n"
+    );
+    let rendered = parse(&text).expect_err("refused").to_string();
+    assert!(
+        rendered.contains("key `stage[0].delivery`: exactly-once needs a topic `output`"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("idempotent sink"), "{rendered}");
+}
+
+#[test]
+fn delivery_defaults_to_at_least_once_and_exactly_once_parses() {
+    let stage = "\n[[stage]]\nname = \"s\"\ninput = \"telemetry.events\"\noutput = \"out\"\n";
+    let loaded = parse(&format!("{GOOD}{stage}")).expect("valid");
+    assert_eq!(loaded.config.stages[0].delivery(), Delivery::AtLeastOnce);
+    let loaded = parse(&format!("{GOOD}{stage}delivery = \"exactly-once\"\n")).expect("valid");
+    let stage_config = &loaded.config.stages[0];
+    assert_eq!(stage_config.delivery(), Delivery::ExactlyOnce);
+    assert_eq!(stage_config.transaction_interval_ms, 100);
+    assert_eq!(stage_config.transaction_timeout_ms, 10_000);
+    let rendered = parse(&format!(
+        "{GOOD}{stage}delivery = \"exactly-once\"\ntransaction_timeout_ms = 50\n"
+    ))
+    .expect_err("too short")
+    .to_string();
+    assert!(
+        rendered.contains("transaction_timeout_ms`: must be at least 1000"),
+        "{rendered}"
+    );
+    let rendered = parse(&format!("{GOOD}{stage}delivery = \"exactly-twice\"\n"))
+        .expect_err("unknown")
+        .to_string();
+    assert!(rendered.contains("delivery"), "{rendered}");
+}

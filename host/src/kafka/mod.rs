@@ -8,11 +8,15 @@ mod embedded;
 mod health;
 mod producer;
 mod tail;
+mod transactional;
 
 pub use embedded::EmbeddedBroker;
 pub use health::BrokerHealth;
 pub use producer::{Producer, is_broker_unreachable};
 pub use tail::{Tail, TailRecord};
+pub use transactional::{
+    TRANSACTION_CALL_TIMEOUT, TransactionalProducer, TxnErrorKind, classify as classify_txn_error,
+};
 
 use std::time::Duration;
 
@@ -106,9 +110,68 @@ impl Kafka {
         Producer::new(role, config)
     }
 
+    /// A transactional producer (idempotent, `acks=all`) with the id
+    /// `transactional_id`, its transactions aborted by the broker when left
+    /// open past `transaction_timeout`. Registers the id (fencing an earlier
+    /// producer with it) before returning.
+    pub fn transactional_producer(
+        &self,
+        transactional_id: String,
+        transaction_timeout: Duration,
+        delivery_timeout: Duration,
+    ) -> anyhow::Result<TransactionalProducer> {
+        let mut config = self.client_config();
+        // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
+        let message_timeout = delivery_timeout.min(transaction_timeout);
+        config
+            .set("transactional.id", &transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "transaction.timeout.ms",
+                transaction_timeout.as_millis().to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                message_timeout.as_millis().to_string(),
+            )
+            .set("linger.ms", setting_or(&self.settings, "linger.ms", "2"))
+            .set(
+                "queue.buffering.max.messages",
+                setting_or(&self.settings, "queue.buffering.max.messages", "1000000"),
+            )
+            .set(
+                "compression.type",
+                setting_or(&self.settings, "compression.type", "lz4"),
+            );
+        TransactionalProducer::new(config, transactional_id)
+    }
+
     /// A consumer in `group` with auto-commit off: the caller commits after
     /// processing. Starts from the earliest offset when the group has none.
     pub fn group_consumer<C: FromClientConfig>(&self, group: &str) -> anyhow::Result<C> {
+        self.group_config(group)
+            .create()
+            .context("cannot create Kafka consumer")
+    }
+
+    /// [`Kafka::group_consumer`] with a context that sees rebalances, and
+    /// `isolation.level=read_committed` (records of aborted or still open
+    /// transactions are never read, and committed offsets that a pending
+    /// transaction may still change are waited for).
+    pub fn group_consumer_with<Cx: rdkafka::consumer::ConsumerContext + 'static>(
+        &self,
+        group: &str,
+        context: Cx,
+    ) -> anyhow::Result<rdkafka::consumer::BaseConsumer<Cx>> {
+        let mut config = self.group_config(group);
+        config.set("isolation.level", "read_committed");
+        config
+            .create_with_context(context)
+            .context("cannot create Kafka consumer")
+    }
+
+    fn group_config(&self, group: &str) -> ClientConfig {
         let mut config = self.client_config();
         config
             .set("group.id", group)
@@ -130,7 +193,7 @@ impl Kafka {
                     "cooperative-sticky",
                 ),
             );
-        config.create().context("cannot create Kafka consumer")
+        config
     }
 
     /// A consumer with no group, for manual partition assignment (replay).

@@ -200,7 +200,7 @@ impl PluginService {
             })
             .collect();
         let service = Arc::new(Self {
-            host: host_id(loaded),
+            host: loaded.config.host_id(),
             runtime: runtime.clone(),
             stages,
             store,
@@ -534,38 +534,6 @@ fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// `[plugins] host_id`, else the machine's host name and the HTTP listen
-/// address (distinct for several hosts on one machine).
-fn host_id(loaded: &LoadedConfig) -> String {
-    if let Some(id) = &loaded.config.plugins.host_id {
-        return id.clone();
-    }
-    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    let listen = loaded
-        .config
-        .ingest
-        .as_ref()
-        .map(|i| i.listen.get_ref().clone())
-        .or_else(|| {
-            loaded
-                .config
-                .admin
-                .listen
-                .as_ref()
-                .map(|l| l.get_ref().clone())
-        });
-    match listen {
-        Some(listen) => format!("{machine}:{}", listen.rsplit(':').next().unwrap_or("")),
-        None => machine,
-    }
-    .replace('/', "_")
 }
 
 /// Load the active store versions for stage building: the plugins the

@@ -112,6 +112,30 @@ pub struct ReplayArgs {
     /// Resolve the window and load the chain, print the plan, read nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Which records of transactional producers (exactly-once stages) to
+    /// read: only committed ones (the default, what consumers downstream
+    /// saw), or also those of aborted and open transactions (forensics of
+    /// what a failed attempt wrote).
+    #[arg(long, value_enum, default_value_t = Isolation::ReadCommitted)]
+    pub isolation: Isolation,
+}
+
+/// `--isolation`: Kafka's `isolation.level` for the replay's reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Isolation {
+    /// Only records of committed transactions (and non-transactional ones).
+    ReadCommitted,
+    /// Every record, including those of aborted or open transactions.
+    ReadUncommitted,
+}
+
+impl Isolation {
+    fn setting(self) -> &'static str {
+        match self {
+            Self::ReadCommitted => "read_committed",
+            Self::ReadUncommitted => "read_uncommitted",
+        }
+    }
 }
 
 /// Output format of `--out` and stdout.
@@ -262,7 +286,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Summary> {
     }
     let schemas = crate::run::schema_set(&loaded)?;
     let kafka = futures::executor::block_on(Kafka::start(&loaded.config.kafka, &[]))?;
-    let consumer = reader(&kafka)?;
+    let consumer = reader(&kafka, args.isolation)?;
     let all = topic_partitions(&consumer, &args.topic)?;
     let partitioner = partitioner_setting(&loaded);
     let (selected, key_filter) = select_partitions(
@@ -359,19 +383,45 @@ fn check_order(from: &Bound, to: Option<&Bound>) -> Result<(), InputError> {
 
 /// A group-less consumer for manual assignment: never joins a group, never
 /// commits, and reports the end of each partition.
-fn reader(kafka: &Kafka) -> anyhow::Result<BaseConsumer> {
+type Reader = BaseConsumer<ReaderContext>;
+
+/// The reader's client context: the end of a partition is how replay knows
+/// it is done, not an error worth logging (librdkafka reports it as a
+/// global error too).
+struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end_of_partition = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end_of_partition {
+            tracing::error!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
+/// The replay's [`Reader`], reading with `isolation`.
+fn reader(kafka: &Kafka, isolation: Isolation) -> anyhow::Result<Reader> {
     let mut config = kafka.client_config();
     config
         .set("group.id", "sluice-replay-unused")
+        .set("isolation.level", isolation.setting())
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
-    config.create().context("cannot create Kafka reader")
+    config
+        .create_with_context(ReaderContext)
+        .context("cannot create Kafka reader")
 }
 
 /// The partition ids of `topic`, or an input error if it does not exist.
-fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<Vec<i32>> {
+fn topic_partitions(consumer: &Reader, topic: &str) -> anyhow::Result<Vec<i32>> {
     let metadata = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
         .with_context(|| format!("cannot read metadata of topic `{topic}`"))?;
@@ -470,7 +520,7 @@ fn select_partitions(
 /// Resolve both bounds to offsets in each selected partition, clamped to
 /// what the partition holds now.
 fn resolve(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     partitions: &[i32],
     from: &Bound,
@@ -515,7 +565,7 @@ enum Side {
 
 /// One bound as an offset per partition, within `[low, high]`.
 fn offsets(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     marks: &BTreeMap<i32, (i64, i64)>,
     bound: &Bound,
@@ -695,7 +745,7 @@ fn print_plan(
 
 /// Everything the read loop works with.
 struct ReplayRun<'a, 's> {
-    consumer: &'a BaseConsumer,
+    consumer: &'a Reader,
     topic: &'a str,
     ranges: &'a [Range],
     plan: &'a mut plan::ChainPlan,
@@ -796,7 +846,7 @@ fn replay_ranges(run: ReplayRun<'_, '_>) -> anyhow::Result<()> {
 /// batches and handing them to the chain thread.
 #[allow(clippy::too_many_arguments)]
 fn read_loop(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     active: &mut HashMap<i32, i64>,
     key_filter: Option<&BTreeSet<Vec<u8>>>,
@@ -886,7 +936,7 @@ fn read_loop(
 }
 
 /// Stop reading partition `p`.
-fn done(consumer: &BaseConsumer, topic: &str, p: i32, active: &mut HashMap<i32, i64>) {
+fn done(consumer: &Reader, topic: &str, p: i32, active: &mut HashMap<i32, i64>) {
     if active.remove(&p).is_some() {
         let mut tpl = TopicPartitionList::new();
         if tpl.add_partition(topic, p).set_offset(Offset::End).is_ok() {

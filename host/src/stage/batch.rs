@@ -83,6 +83,12 @@ impl Batch {
         });
     }
 
+    /// Keep only the records whose topic and partition pass `keep` (drops
+    /// what was read from partitions revoked while the batch filled).
+    pub fn retain_partitions(&mut self, mut keep: impl FnMut(&str, i32) -> bool) {
+        self.records.retain(|r| keep(&r.topic, r.partition));
+    }
+
     /// Number of records.
     pub fn len(&self) -> usize {
         self.records.len()

@@ -11,31 +11,42 @@
 //! acknowledgements, the next batch is read and run through the chain; its
 //! records are produced only after the previous batch is acknowledged and
 //! committed, so per-key order holds and commits stay in order.
+//!
+//! `delivery = "exactly-once"` stages run [`exactly_once`]'s loop instead:
+//! output, dead letters and offsets in one Kafka transaction.
+//!
+//! Hosts in one consumer group share the input's partitions (cooperative
+//! rebalancing); before partitions leave, the stage settles what it started
+//! on them ([`rebalance`]), so no batch is lost or committed out of order.
 
 mod batch;
 mod dead_letter;
+mod exactly_once;
 mod lag;
+mod output;
+mod rebalance;
 
 pub use batch::{Batch, Record};
 pub use dead_letter::HEADER_PREFIX;
+pub use rebalance::Partition;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use backon::BackoffBuilder;
-use futures::executor::block_on;
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureRecord, Producer as _};
+use rdkafka::consumer::{CommitMode, Consumer};
 
+use self::exactly_once::{CommitBeforeRevoke, SharedTransactions, Transactions};
+use self::output::{InFlight, InFlightSlot, Output, Prepared};
+use self::rebalance::{RevokeHook, StageConsumer, StageContext};
 use crate::admin::{StageState, StatusBoard};
-use crate::config::{LoadedConfig, StageConfig};
-use crate::kafka::{Kafka, Producer};
+use crate::config::{Delivery, LoadedConfig, StageConfig};
+use crate::kafka::Kafka;
 use crate::runtime::bindings::Event;
 use crate::runtime::{
     Chain, Failure, Link, Runtime, SinkPlugin, TransformPlugin, plugin_config_json, plugin_path,
@@ -58,8 +69,9 @@ pub struct Stage {
     chain: Chain,
     sink: Option<SinkRunner>,
     schemas: Arc<SchemaSet>,
-    consumer: BaseConsumer,
-    producer: Producer,
+    consumer: StageConsumer,
+    delivery: DeliveryMode,
+    transaction_interval: Duration,
     last_commit: Option<TopicPartitionList>,
     lag: lag::LagReporter,
     /// Plugin versions from the store, applied between batches.
@@ -154,8 +166,8 @@ impl Stage {
         }
         let lag = lag::LagReporter::start(kafka, &name, &config.group_id())
             .with_context(|| format!("stage `{name}`"))?;
-        let consumer: BaseConsumer = kafka
-            .group_consumer(&config.group_id())
+        let consumer: StageConsumer = kafka
+            .group_consumer_with(&config.group_id(), StageContext::new(&name))
             .with_context(|| format!("stage `{name}`"))?;
         consumer
             .subscribe(&[config.input.get_ref()])
@@ -165,8 +177,30 @@ impl Stage {
                     config.input.get_ref()
                 )
             })?;
-        let producer =
-            kafka.producer("stage", Duration::from_millis(config.delivery_timeout_ms))?;
+        let delivery_timeout = Duration::from_millis(config.delivery_timeout_ms);
+        let delivery = match config.delivery() {
+            Delivery::AtLeastOnce => DeliveryMode::AtLeastOnce {
+                output: Arc::new(Output::new(
+                    &name,
+                    config.input.get_ref(),
+                    kafka.producer("stage", delivery_timeout)?,
+                )),
+                in_flight: InFlightSlot::default(),
+            },
+            Delivery::ExactlyOnce => {
+                if sink.is_some() {
+                    bail!("stage `{name}`: exactly-once needs a topic output, not a sink");
+                }
+                let producer = kafka
+                    .transactional_producer(
+                        transactional_id(&config.group_id(), &name, &loaded.config.host_id()),
+                        Duration::from_millis(config.transaction_timeout_ms),
+                        delivery_timeout,
+                    )
+                    .with_context(|| format!("stage `{name}`"))?;
+                DeliveryMode::ExactlyOnce(Arc::new(Mutex::new(Transactions::new(&name, producer))))
+            }
+        };
         Ok(Self {
             input: config.input.get_ref().clone(),
             output: config
@@ -181,7 +215,8 @@ impl Stage {
             sink,
             schemas,
             consumer,
-            producer,
+            delivery,
+            transaction_interval: Duration::from_millis(config.transaction_interval_ms),
             last_commit: None,
             lag,
             updates: None,
@@ -269,12 +304,26 @@ impl Stage {
     }
 
     /// Run on a thread of its own until `stop` is set; the batch in flight
-    /// then finishes and commits before the thread ends.
+    /// (or the open transaction) then finishes and commits before the
+    /// thread ends.
     pub fn spawn(
         mut self,
         board: StatusBoard,
         stop: Arc<AtomicBool>,
     ) -> anyhow::Result<JoinHandle<()>> {
+        let hook: Box<dyn RevokeHook> = match &self.delivery {
+            DeliveryMode::AtLeastOnce { output, in_flight } => Box::new(FinishBeforeRevoke {
+                stage: self.name.clone(),
+                output: output.clone(),
+                in_flight: in_flight.clone(),
+                board: board.clone(),
+                stop: stop.clone(),
+            }),
+            DeliveryMode::ExactlyOnce(transactions) => {
+                Box::new(CommitBeforeRevoke(transactions.clone()))
+            }
+        };
+        self.consumer.context().set_hook(hook);
         std::thread::Builder::new()
             .name(format!("stage-{}", self.name))
             .spawn(move || {
@@ -283,18 +332,35 @@ impl Stage {
                     StageState::Running,
                     format!("consuming {}", self.input),
                 );
-                self.run(&board, &stop);
+                match &self.delivery {
+                    DeliveryMode::AtLeastOnce { output, in_flight } => {
+                        let (output, in_flight) = (output.clone(), in_flight.clone());
+                        self.run_at_least_once(&output, &in_flight, &board, &stop);
+                    }
+                    DeliveryMode::ExactlyOnce(transactions) => {
+                        let transactions = transactions.clone();
+                        self.run_exactly_once(&transactions, &board, &stop);
+                    }
+                }
                 board.set(&self.name, StageState::Stopped, "stopped");
             })
             .context("cannot start stage thread")
     }
 
-    fn run(&mut self, board: &StatusBoard, stop: &AtomicBool) {
+    fn run_at_least_once(
+        &mut self,
+        output: &Output,
+        in_flight: &InFlightSlot,
+        board: &StatusBoard,
+        stop: &AtomicBool,
+    ) {
         let mut last_lag = Instant::now();
-        let mut in_flight: Option<InFlight> = None;
         while !stop.load(Ordering::SeqCst) {
             board.beat(&self.name);
+            self.publish_assignment(board);
             self.apply_updates();
+            // A rebalance inside this poll finishes and commits the batch in
+            // flight first (see [`FinishBeforeRevoke`]).
             let batch = match self.poll_batch(stop) {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -311,23 +377,37 @@ impl Stage {
             } else {
                 self.prepare(batch, board, stop)
             };
-            if let Some(previous) = in_flight.take() {
-                self.finish(previous, board, stop);
+            let previous = take(in_flight);
+            if let Some(previous) = previous {
+                self.finish(output, previous, board, stop);
             }
-            in_flight = prepared.map(|p| self.launch(p));
+            if let Some(prepared) = prepared {
+                put(in_flight, output.launch(prepared));
+            }
             // Also while idle, so the gauge falls to zero once caught up.
             if last_lag.elapsed() > Duration::from_secs(5) {
                 self.report_lag();
                 last_lag = Instant::now();
             }
         }
-        if let Some(last) = in_flight.take() {
-            self.finish(last, board, stop);
+        if let Some(last) = take(in_flight) {
+            self.finish(output, last, board, stop);
         }
         self.commit_last_sync();
         tracing::info!(stage = %self.name, "stage stopped");
     }
 
+    /// Post the consumer's assignment when a rebalance changed it.
+    fn publish_assignment(&self, board: &StatusBoard) {
+        if let Some(assignment) = self.consumer.context().take_assignment() {
+            crate::metrics::stage_assignment(&self.name, &assignment);
+            board.set_assignment(&self.name, assignment);
+        }
+    }
+
+    /// Read up to `batch_size` records, waiting at most `batch_wait` after
+    /// the first. Records of partitions revoked meanwhile are dropped: they
+    /// were not produced, and their next owner reads them from the commit.
     fn poll_batch(&self, stop: &AtomicBool) -> anyhow::Result<Batch> {
         let mut batch = Batch::with_capacity(self.batch_size);
         let mut deadline = None::<Instant>;
@@ -339,7 +419,21 @@ impl Stage {
                     None => break,
                 },
             };
-            match self.consumer.poll(wait) {
+            let polled = self.consumer.poll(wait);
+            // The rebalance callback runs inside poll: what it revoked goes
+            // before the record this poll returned (from a partition still
+            // assigned) is added.
+            let revoked = self.consumer.context().take_revoked();
+            if !revoked.is_empty() {
+                let before = batch.len();
+                batch.retain_partitions(|topic, partition| {
+                    !revoked.contains(&(topic.to_string(), partition))
+                });
+                if batch.len() != before {
+                    tracing::info!(stage = %self.name, abandoned = before - batch.len(), "records of revoked partitions dropped from the batch being read");
+                }
+            }
+            match polled {
                 Some(Ok(message)) => {
                     batch.push(&message);
                     deadline.get_or_insert_with(|| Instant::now() + self.batch_wait);
@@ -427,30 +521,25 @@ impl Stage {
         })
     }
 
-    /// Hand a prepared batch's records to the producer.
-    fn launch(&self, prepared: Prepared) -> InFlight {
-        let sent = self.send(&prepared.records.iter().collect::<Vec<_>>());
-        InFlight { prepared, sent }
-    }
-
     /// Wait for a batch's records to be acknowledged, then commit it.
-    fn finish(&mut self, in_flight: InFlight, board: &StatusBoard, stop: &AtomicBool) {
-        let InFlight {
-            prepared:
-                Prepared {
-                    batch,
-                    records,
-                    started,
-                },
-            sent,
-        } = in_flight;
-        if !self.deliver(&records, sent, board, stop) {
-            // Shutting down with records unacknowledged: do not commit; the
-            // batch is read again after restart (at-least-once).
-            return;
+    fn finish(
+        &mut self,
+        output: &Output,
+        in_flight: InFlight,
+        board: &StatusBoard,
+        stop: &AtomicBool,
+    ) {
+        // Shutting down with records unacknowledged: not committed; the
+        // batch is read again after restart (at-least-once).
+        if let Some(prepared) = output.settle(in_flight, board, stop) {
+            self.last_commit = commit(
+                &self.name,
+                &self.consumer,
+                &prepared.batch,
+                CommitMode::Async,
+            );
+            crate::metrics::stage_batch(&self.name, prepared.started.elapsed());
         }
-        self.commit(&batch);
-        crate::metrics::stage_batch(&self.name, started.elapsed());
     }
 
     fn sink_failure(&self, source: usize, error: String) -> Failure {
@@ -526,121 +615,6 @@ impl Stage {
         }
     }
 
-    /// Hand `records` to the producer without waiting for the broker.
-    fn send(&self, records: &[&Record]) -> InFlightSend {
-        let producer = self.producer.get();
-        let deliveries = records
-            .iter()
-            .map(|record| {
-                let mut future = FutureRecord::to(&record.topic).payload(&record.value);
-                if let Some(key) = &record.key {
-                    future = future.key(key);
-                }
-                if let Some(ts) = record.timestamp {
-                    future = future.timestamp(ts);
-                }
-                future = future.headers(headers(&record.headers));
-                producer.send_result(future).map_err(|(e, _)| e)
-            })
-            .collect();
-        crate::metrics::producer_queue_depth("stage", producer.in_flight_count());
-        InFlightSend {
-            producer,
-            deliveries,
-        }
-    }
-
-    /// Wait for the broker's answer to every record of a send; true for each
-    /// acknowledged one.
-    fn settle(&self, sent: InFlightSend) -> Vec<bool> {
-        let InFlightSend {
-            producer,
-            deliveries,
-        } = sent;
-        deliveries
-            .into_iter()
-            .map(|d| {
-                let error = match d {
-                    Ok(delivery) => match block_on(delivery) {
-                        Ok(Ok(_)) => return true,
-                        Ok(Err((e, _))) => e,
-                        Err(_) => rdkafka::error::KafkaError::Canceled,
-                    },
-                    Err(e) => e,
-                };
-                self.producer.on_failure(&producer, &error);
-                false
-            })
-            .collect()
-    }
-
-    /// Wait until every record of `sent` (the records in `records`) is
-    /// acknowledged, producing failed ones again with backoff. Returns false
-    /// if asked to stop first.
-    fn deliver(
-        &self,
-        records: &[Record],
-        sent: InFlightSend,
-        board: &StatusBoard,
-        stop: &AtomicBool,
-    ) -> bool {
-        let mut pending: Vec<&Record> = records.iter().collect();
-        let mut sent = sent;
-        let mut delays = retry_delays(Duration::from_millis(100)).build();
-        let mut retried = false;
-        loop {
-            let results = self.settle(sent);
-            pending = pending
-                .into_iter()
-                .zip(results)
-                .filter_map(|(r, ok)| (!ok).then_some(r))
-                .collect();
-            if pending.is_empty() {
-                if retried {
-                    board.set(
-                        &self.name,
-                        StageState::Running,
-                        format!("consuming {}", self.input),
-                    );
-                    tracing::info!(stage = %self.name, "output acknowledged again; resuming");
-                }
-                return true;
-            }
-            if stop.load(Ordering::SeqCst) {
-                return false;
-            }
-            board.set(
-                &self.name,
-                StageState::Retrying,
-                format!("{} records not acknowledged; retrying", pending.len()),
-            );
-            tracing::warn!(stage = %self.name, pending = pending.len(), "output not acknowledged; retrying");
-            std::thread::sleep(delays.next().unwrap_or(MAX_RETRY_DELAY));
-            retried = true;
-            sent = self.send(&pending);
-        }
-    }
-
-    /// Commit the batch's offsets. Asynchronously while running (the batch's
-    /// records are already acknowledged, so this saves a round trip without
-    /// weakening at-least-once); the last one again synchronously on stop.
-    fn commit(&mut self, batch: &Batch) {
-        let mut offsets = TopicPartitionList::new();
-        for ((topic, partition), offset) in batch.next_offsets() {
-            if let Err(e) = offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))
-            {
-                tracing::error!(stage = %self.name, error = %e, "cannot build commit");
-                return;
-            }
-        }
-        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
-            // The partitions moved to another member, which re-reads from the
-            // last commit: duplicates, never loss.
-            tracing::warn!(stage = %self.name, error = %e, "offset commit failed; the batch may be redelivered");
-        }
-        self.last_commit = Some(offsets);
-    }
-
     /// Make sure the last batch's commit reached the coordinator.
     fn commit_last_sync(&mut self) {
         if let Some(offsets) = self.last_commit.take()
@@ -657,6 +631,85 @@ impl Stage {
     }
 }
 
+/// How a stage delivers: its producer and the work it has started.
+enum DeliveryMode {
+    /// Acknowledged output, then an offset commit; one batch in flight.
+    AtLeastOnce {
+        output: Arc<Output>,
+        in_flight: InFlightSlot,
+    },
+    /// Output, dead letters and offsets in one transaction.
+    ExactlyOnce(SharedTransactions),
+}
+
+/// `<group>.<stage>.<host id>`: unique per stage and host, and stable
+/// across restarts of a host (see [`crate::config::Config::host_id`]).
+fn transactional_id(group: &str, stage: &str, host: &str) -> String {
+    format!("{group}.{stage}.{host}")
+}
+
+/// Commit a batch's offsets (asynchronously while running: its records are
+/// already acknowledged, so this saves a round trip without weakening
+/// at-least-once). Returns what was committed, for a last synchronous
+/// commit on stop.
+fn commit(
+    stage: &str,
+    consumer: &StageConsumer,
+    batch: &Batch,
+    mode: CommitMode,
+) -> Option<TopicPartitionList> {
+    let mut offsets = TopicPartitionList::new();
+    for ((topic, partition), offset) in batch.next_offsets() {
+        if let Err(e) = offsets.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
+            tracing::error!(stage, error = %e, "cannot build commit");
+            return None;
+        }
+    }
+    if let Err(e) = consumer.commit(&offsets, mode) {
+        // The partitions moved to another member, which re-reads from the
+        // last commit: duplicates, never loss.
+        tracing::warn!(stage, error = %e, "offset commit failed; the batch may be redelivered");
+    }
+    Some(offsets)
+}
+
+fn take(slot: &InFlightSlot) -> Option<InFlight> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+fn put(slot: &InFlightSlot, in_flight: InFlight) {
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(in_flight);
+}
+
+/// Before partitions leave an at-least-once stage: wait for the batch in
+/// flight to be acknowledged and commit it synchronously, so the next owner
+/// starts after it. When the assignment was lost, the commit would be
+/// refused: the batch is read again by the next owner (duplicates only).
+struct FinishBeforeRevoke {
+    stage: String,
+    output: Arc<Output>,
+    in_flight: InFlightSlot,
+    board: StatusBoard,
+    stop: Arc<AtomicBool>,
+}
+
+impl RevokeHook for FinishBeforeRevoke {
+    fn before_revoke(&self, consumer: &StageConsumer, _revoked: &TopicPartitionList, lost: bool) {
+        let Some(in_flight) = take(&self.in_flight) else {
+            return;
+        };
+        if lost {
+            tracing::warn!(stage = %self.stage, "assignment lost with a batch in flight: not committing it; the next owner reads it again");
+            return;
+        }
+        if let Some(prepared) = self.output.settle(in_flight, &self.board, &self.stop) {
+            commit(&self.stage, consumer, &prepared.batch, CommitMode::Sync);
+            crate::metrics::stage_batch(&self.stage, prepared.started.elapsed());
+            tracing::info!(stage = %self.stage, "batch in flight committed before the revocation");
+        }
+    }
+}
+
 /// The longest wait between two attempts at an output or a sink write.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
@@ -667,34 +720,4 @@ fn retry_delays(first: Duration) -> backon::ExponentialBuilder {
         .with_min_delay(first)
         .with_max_delay(MAX_RETRY_DELAY)
         .without_max_times()
-}
-
-/// Records handed to the producer, with their delivery futures.
-struct InFlightSend {
-    producer: Arc<rdkafka::producer::FutureProducer>,
-    deliveries: Vec<Result<rdkafka::producer::DeliveryFuture, rdkafka::error::KafkaError>>,
-}
-
-/// A batch run through its chain, with the records to produce.
-struct Prepared {
-    batch: Batch,
-    records: Vec<Record>,
-    started: Instant,
-}
-
-/// A batch whose records are on their way to the broker.
-struct InFlight {
-    prepared: Prepared,
-    sent: InFlightSend,
-}
-
-fn headers(pairs: &[(String, Vec<u8>)]) -> OwnedHeaders {
-    pairs
-        .iter()
-        .fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (k, v)| {
-            h.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
-            })
-        })
 }

@@ -340,7 +340,47 @@ async fn stage(scale: f64) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || raw_copy(&bootstrap, "in", "raw.out", count)).await??;
     println!("baseline  raw consume→produce:                {raw:>10.0} events/s");
 
+    let expected = events.iter().filter(|e| e["severity"] != "DEBUG").count();
+    let at_least_once = run_stage(&broker, "at-least-once", "out", count).await?;
+    println!(
+        "sluice    stage filter→redact→enrich:         {at_least_once:>10.0} events/s  (at-least-once; input events / time from first output to the group's commit of the last input)  ratio {:.2}x raw",
+        at_least_once / raw
+    );
+    let mut exactly_once = None;
+    if let BenchBroker::Kafka(_) = &broker {
+        broker.create_topic("out.eos", 3)?;
+        let rate = run_stage(&broker, "exactly-once", "out.eos", count).await?;
+        println!(
+            "sluice    same stage, exactly-once (100 ms):   {rate:>10.0} events/s  ratio {:.2}x at-least-once, {:.2}x raw",
+            rate / at_least_once,
+            rate / raw
+        );
+        exactly_once = Some(rate);
+    }
+    if let BenchBroker::Kafka(_) = &broker {
+        kafka_peers(
+            &broker.bootstrap(),
+            count,
+            expected,
+            at_least_once,
+            exactly_once,
+            size,
+        )?;
+    }
+    Ok(())
+}
+
+/// Run the benchmark's stage with `delivery` from `in` to `output` until its
+/// group committed every input record; the rate is input events over the
+/// time from the first output record to that commit.
+async fn run_stage(
+    broker: &BenchBroker,
+    delivery: &str,
+    output: &str,
+    count: usize,
+) -> anyhow::Result<f64> {
     let port = free_port();
+    let group = format!("bench-{delivery}");
     let config = format!(
         r#"schemas = "{{schemas}}"
 [kafka]
@@ -352,11 +392,14 @@ dir = "{{plugins}}"
 [[stage]]
 name = "bench"
 input = "in"
-output = "out"
+output = "{output}"
 dead_letter = "dlq"
+group = "{group}"
 chain = ["filter", "redact", "enrich"]
 batch_size = 1000
 batch_wait_ms = 20
+delivery = "{delivery}"
+transaction_interval_ms = 100
 [stage.config.filter]
 mode = "drop"
 rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
@@ -371,44 +414,35 @@ user_agent_to = "attributes.ua_family"
 "#,
         broker.bootstrap()
     );
-    let expected = events.iter().filter(|e| e["severity"] != "DEBUG").count() as i64;
     let started = Instant::now();
     let sluice = Sluice::start(&config, port)?;
     let mut first_output = None;
     loop {
-        let done = topic_total(&broker.bootstrap(), "out")?;
-        if done > 0 && first_output.is_none() {
+        if first_output.is_none() && topic_total(&broker.bootstrap(), output)? > 0 {
             first_output = Some(Instant::now());
         }
-        if done >= expected {
+        let committed: i64 = sluice_tests::committed_offsets(&broker.bootstrap(), &group, "in")?
+            .values()
+            .map(|o| (*o).max(0))
+            .sum();
+        if committed >= count as i64 {
             break;
         }
         if started.elapsed() > Duration::from_secs(600) {
             bail!(
-                "stage did not finish: {done} of {expected}\n{}",
+                "{delivery} stage did not finish: {committed} of {count} committed\n{}",
                 sluice.log()
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let from_first = first_output.map(|t| t.elapsed()).unwrap_or_default();
-    let stage_rate = count as f64 / from_first.as_secs_f64();
     println!(
-        "sluice    stage filter→redact→enrich:         {stage_rate:>10.0} events/s  (input events / time from first output to last; {:.1} s incl. start-up and group join)  ratio {:.2}x raw",
-        started.elapsed().as_secs_f64(),
-        stage_rate / raw
+        "          ({delivery}: {:.1} s incl. start-up and group join)",
+        started.elapsed().as_secs_f64()
     );
     drop(sluice);
-    if let BenchBroker::Kafka(_) = &broker {
-        kafka_peers(
-            &broker.bootstrap(),
-            count,
-            expected as usize,
-            stage_rate,
-            size,
-        )?;
-    }
-    Ok(())
+    Ok(count as f64 / from_first.as_secs_f64())
 }
 
 /// On the real broker, in the same run: the Kafka Streams application doing
@@ -419,6 +453,7 @@ fn kafka_peers(
     count: usize,
     expected: usize,
     stage_rate: f64,
+    exactly_once_rate: Option<f64>,
     record_size: usize,
 ) -> anyhow::Result<()> {
     let app = sluice_tests::kstreams::build()?;
@@ -447,6 +482,23 @@ fn kafka_peers(
         "sluice    stage / Kafka Streams:               {:.2}x",
         stage_rate / measured.events_per_sec
     );
+    if let Some(eos_rate) = exactly_once_rate {
+        sluice_tests::create_topic(bootstrap, "ks.out.eos", 3, &[])?;
+        let mut eos = options.clone();
+        eos.output = "ks.out.eos".into();
+        eos.exactly_once = true;
+        eos.application_id = format!("{}-eos", options.application_id);
+        let measured = app.run_with(&eos)?;
+        println!(
+            "peer      Kafka Streams exactly_once_v2 (100 ms): {:>7.0} events/s  (start-up {:.1} s not counted)",
+            measured.events_per_sec,
+            measured.startup.as_secs_f64()
+        );
+        println!(
+            "sluice    exactly-once stage / Kafka Streams exactly_once_v2: {:.2}x",
+            eos_rate / measured.events_per_sec
+        );
+    }
     sluice_tests::create_topic(bootstrap, "perf", 3, &[])?;
     let perf = app.producer_performance(bootstrap, "perf", count, record_size, &[])?;
     println!(
