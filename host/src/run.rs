@@ -12,7 +12,7 @@ use axum::Router;
 
 use crate::admin::{self, AdminState, StageState, StatusBoard};
 use crate::config::LoadedConfig;
-use crate::ingest::{self, Ingest};
+use crate::ingest::Ingest;
 use crate::kafka::{BrokerHealth, Kafka};
 use crate::schema::SchemaSet;
 use crate::stage::Stage;
@@ -49,6 +49,56 @@ pub fn schema_set(loaded: &LoadedConfig) -> anyhow::Result<SchemaSet> {
     Ok(set)
 }
 
+/// The built-in schema registry: every schema of the set, and subject
+/// `<topic>-value` (TopicNameStrategy) for each topic a route writes (its
+/// schema) or a stage writes (the schemas of the routes writing its input,
+/// else every schema of the set).
+pub fn builtin_registry(
+    loaded: &LoadedConfig,
+    set: &mut SchemaSet,
+) -> anyhow::Result<crate::schema::registry::Registry> {
+    let mut subjects: Vec<(String, Vec<Arc<crate::schema::LoadedSchema>>)> = Vec::new();
+    let mut add = |subject: String, schema: Arc<crate::schema::LoadedSchema>| match subjects
+        .iter_mut()
+        .find(|(s, _)| *s == subject)
+    {
+        Some((_, versions)) => {
+            if !versions.iter().any(|v| v.id == schema.id) {
+                versions.push(schema)
+            }
+        }
+        None => subjects.push((subject, vec![schema])),
+    };
+    let mut by_topic: Vec<(String, Arc<crate::schema::LoadedSchema>)> = Vec::new();
+    if let Some(ingest) = &loaded.config.ingest {
+        for route in &ingest.routes {
+            let schema = set.load(&loaded.resolve(route.schema.get_ref()))?;
+            add(format!("{}-value", route.topic.get_ref()), schema.clone());
+            by_topic.push((route.topic.get_ref().clone(), schema));
+        }
+    }
+    for stage in &loaded.config.stages {
+        let Some(output) = &stage.output else {
+            continue;
+        };
+        let from_routes: Vec<_> = by_topic
+            .iter()
+            .filter(|(t, _)| t == stage.input.get_ref())
+            .map(|(_, s)| s.clone())
+            .collect();
+        let schemas = if from_routes.is_empty() {
+            set.schemas().cloned().collect()
+        } else {
+            from_routes
+        };
+        for schema in schemas {
+            add(format!("{}-value", output.get_ref()), schema);
+        }
+    }
+    let all: Vec<_> = set.schemas().cloned().collect();
+    Ok(crate::schema::registry::Registry::builtin(&all, &subjects))
+}
+
 /// Run until a shutdown signal, then drain and return.
 pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     run_until(loaded, shutdown_signal()).await
@@ -68,7 +118,11 @@ pub async fn run_until(
         }
     };
     let kafka = Kafka::start(&config.kafka, &topics(&loaded)).await?;
-    let schemas = Arc::new(schema_set(&loaded)?);
+    let mut schema_set = schema_set(&loaded)?;
+    // Without an external registry the host serves its own schemas.
+    let registry = Arc::new(builtin_registry(&loaded, &mut schema_set)?);
+    schema_set.set_registry(registry.clone());
+    let schemas = Arc::new(schema_set);
     let board = StatusBoard::default();
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -95,7 +149,8 @@ pub async fn run_until(
                 &kafka,
                 &runtime,
                 &connections,
-                schemas.clone(),
+                // The set carries how this stage frames its output.
+                Arc::new(schemas.with_output_framing(stage_config.framing)),
                 &overrides,
             )?;
             if let Some((service, _, _)) = &plugins {
@@ -120,15 +175,9 @@ pub async fn run_until(
 
     let ingest = match &config.ingest {
         Some(ingest_config) => {
-            let producer = kafka.producer("ingest", ingest::ack_timeout(ingest_config))?;
             let health = BrokerHealth::watch(kafka.reader()?, Duration::from_secs(1))?;
             Some((
-                Arc::new(Ingest::new(
-                    &loaded,
-                    ingest_config,
-                    producer,
-                    health.clone(),
-                )?),
+                Arc::new(Ingest::new(&loaded, ingest_config, &kafka, health.clone())?),
                 health,
             ))
         }
@@ -154,6 +203,11 @@ pub async fn run_until(
         metrics,
         plugins: plugins.clone(),
     });
+    let admin_router = if config.schema_registry.is_none() {
+        admin_router.merge(crate::schema::registry::router(registry.clone()))
+    } else {
+        admin_router
+    };
     let (router, listen) = match (&ingest, &config.ingest, &config.admin.listen) {
         (Some((ingest, _)), Some(ingest_config), _) => (
             Some(ingest.clone().router().merge(admin_router)),

@@ -42,6 +42,10 @@ pub struct Config {
     /// `[[test]]`: pipeline test cases that `sluice test` runs.
     #[serde(default, rename = "test")]
     pub tests: Vec<super::TestCase>,
+    /// An external Confluent-compatible schema registry; without it the
+    /// host serves the registry API for its own schemas.
+    #[serde(default)]
+    pub schema_registry: Option<super::SchemaRegistryConfig>,
 }
 
 /// `[shutdown]`: how SIGTERM and Ctrl-C drain the host.
@@ -159,6 +163,9 @@ pub struct IngestConfig {
     /// Routes from event type to topic and schema; first match wins.
     #[serde(rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// `POST /v1/logs`: how OTLP log records become events.
+    #[serde(default)]
+    pub otlp: super::OtlpConfig,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -190,6 +197,13 @@ pub struct RouteConfig {
     /// Field holding the event type.
     #[serde(default = "default_type_field")]
     pub type_field: String,
+    /// Record framing on Kafka: `single-object` (default) or `confluent`.
+    #[serde(default)]
+    pub framing: super::Framing,
+    /// Producer compression of this route's records (default: the
+    /// `[kafka.client] compression.type`, else lz4).
+    #[serde(default)]
+    pub compression: Option<super::ProducerCompression>,
 }
 
 fn default_event_type() -> String {
@@ -330,6 +344,10 @@ pub struct StageConfig {
     /// Names of `[connections.NAME]` this stage's sink may use.
     #[serde(default)]
     pub connections: Vec<Spanned<String>>,
+    /// Framing of the output records: `single-object` (default) or
+    /// `confluent`. Input records are read in either.
+    #[serde(default)]
+    pub framing: super::Framing,
 }
 
 fn default_batch_size() -> usize {
