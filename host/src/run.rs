@@ -57,6 +57,76 @@ pub fn builtin_registry(
     loaded: &LoadedConfig,
     set: &mut SchemaSet,
 ) -> anyhow::Result<crate::schema::registry::Registry> {
+    let subjects = subjects(loaded, set, false)?;
+    let all: Vec<_> = set.schemas().cloned().collect();
+    Ok(crate::schema::registry::Registry::builtin(&all, &subjects))
+}
+
+/// With `[schema_registry]`: the id of every schema written in Confluent
+/// framing, from the registry (registered first with `auto_register`), set
+/// in `set`; the registry client then fetches unknown ids for readers.
+pub async fn external_registry(
+    loaded: &LoadedConfig,
+    set: &mut SchemaSet,
+    config: &crate::config::SchemaRegistryConfig,
+) -> anyhow::Result<crate::schema::registry::Registry> {
+    use crate::schema::registry_client::RegistryClient;
+    let client = RegistryClient::from_config(config)?;
+    set.clear_ids();
+    for (subject, schemas) in subjects(loaded, set, true)? {
+        for schema in schemas {
+            let id = client
+                .id_for(&subject, &schema.canonical_form())
+                .await
+                .with_context(|| {
+                    format!(
+                        "schema registry: {} as subject `{subject}`",
+                        schema.path.display()
+                    )
+                })?;
+            tracing::info!(subject, id, schema = %schema.path.display(), "schema registry id");
+            set.assign_id(&schema.fingerprint, id)?;
+        }
+    }
+    let all: Vec<_> = set.schemas().cloned().collect();
+    Ok(crate::schema::registry::Registry::external(
+        &all,
+        client,
+        tokio::runtime::Handle::current(),
+    ))
+}
+
+/// For readers outside `sluice run` (replay): with `[schema_registry]`,
+/// Confluent ids are the registry's, so the built-in ids are dropped and
+/// every id is fetched (and cached) from the registry on the runtime
+/// `handle`, then resolved to the local schema of the same full name.
+pub fn external_reader(
+    loaded: &LoadedConfig,
+    set: &mut SchemaSet,
+    handle: tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let Some(config) = &loaded.config.schema_registry else {
+        return Ok(());
+    };
+    let client = crate::schema::registry_client::RegistryClient::from_config(config)?;
+    set.clear_ids();
+    let all: Vec<_> = set.schemas().cloned().collect();
+    set.set_registry(Arc::new(crate::schema::registry::Registry::external(
+        &all, client, handle,
+    )));
+    Ok(())
+}
+
+type Subjects = Vec<(String, Vec<Arc<crate::schema::LoadedSchema>>)>;
+
+/// Subject (`<topic>-value`) → schemas written to it, for every route and
+/// stage output (only those in Confluent framing with `confluent_only`).
+fn subjects(
+    loaded: &LoadedConfig,
+    set: &mut SchemaSet,
+    confluent_only: bool,
+) -> anyhow::Result<Subjects> {
+    use crate::config::Framing;
     let mut subjects: Vec<(String, Vec<Arc<crate::schema::LoadedSchema>>)> = Vec::new();
     let mut add = |subject: String, schema: Arc<crate::schema::LoadedSchema>| match subjects
         .iter_mut()
@@ -73,7 +143,9 @@ pub fn builtin_registry(
     if let Some(ingest) = &loaded.config.ingest {
         for route in &ingest.routes {
             let schema = set.load(&loaded.resolve(route.schema.get_ref()))?;
-            add(format!("{}-value", route.topic.get_ref()), schema.clone());
+            if !confluent_only || route.framing == Framing::Confluent {
+                add(format!("{}-value", route.topic.get_ref()), schema.clone());
+            }
             by_topic.push((route.topic.get_ref().clone(), schema));
         }
     }
@@ -81,6 +153,9 @@ pub fn builtin_registry(
         let Some(output) = &stage.output else {
             continue;
         };
+        if confluent_only && stage.framing != Framing::Confluent {
+            continue;
+        }
         let from_routes: Vec<_> = by_topic
             .iter()
             .filter(|(t, _)| t == stage.input.get_ref())
@@ -95,8 +170,7 @@ pub fn builtin_registry(
             add(format!("{}-value", output.get_ref()), schema);
         }
     }
-    let all: Vec<_> = set.schemas().cloned().collect();
-    Ok(crate::schema::registry::Registry::builtin(&all, &subjects))
+    Ok(subjects)
 }
 
 /// Run until a shutdown signal, then drain and return.
@@ -120,7 +194,10 @@ pub async fn run_until(
     let kafka = Kafka::start(&config.kafka, &topics(&loaded)).await?;
     let mut schema_set = schema_set(&loaded)?;
     // Without an external registry the host serves its own schemas.
-    let registry = Arc::new(builtin_registry(&loaded, &mut schema_set)?);
+    let registry = Arc::new(match &config.schema_registry {
+        None => builtin_registry(&loaded, &mut schema_set)?,
+        Some(external) => external_registry(&loaded, &mut schema_set, external).await?,
+    });
     schema_set.set_registry(registry.clone());
     let schemas = Arc::new(schema_set);
     let board = StatusBoard::default();
@@ -177,7 +254,13 @@ pub async fn run_until(
         Some(ingest_config) => {
             let health = BrokerHealth::watch(kafka.reader()?, Duration::from_secs(1))?;
             Some((
-                Arc::new(Ingest::new(&loaded, ingest_config, &kafka, health.clone())?),
+                Arc::new(Ingest::new(
+                    &loaded,
+                    ingest_config,
+                    &kafka,
+                    health.clone(),
+                    &schemas,
+                )?),
                 health,
             ))
         }

@@ -621,3 +621,173 @@ rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_registry_outage_holds_the_batch_and_ids_come_from_it() -> anyhow::Result<()> {
+    plugins_built(&["filter"])?;
+    let broker = Broker::shared();
+    let bootstrap = broker.bootstrap();
+    let (input, output, events_topic) = (unique("ext-in"), unique("ext-out"), unique("ext-ev"));
+    for topic in [&input, &output, &events_topic] {
+        broker.create_topic(topic, 3)?;
+    }
+    // Host A only serves the built-in registry: the "external" registry of
+    // the hosts below (a Confluent-compatible API over HTTP).
+    // It knows the producer's newer schema from a file, as a durable
+    // registry would after a restart (the built-in one keeps registrations
+    // in memory only).
+    let dir = sluice_tests::TempDir::new("newer-schema");
+    let mut newer: Value = serde_json::from_str(&std::fs::read_to_string(repo_path(
+        "schemas/telemetry_event.avsc",
+    ))?)?;
+    newer["fields"]
+        .as_array_mut()
+        .context("fields")?
+        .push(json!({"name": "region", "type": ["null", "string"], "default": null}));
+    std::fs::write(dir.path().join("newer.avsc"), newer.to_string())?;
+    let registry_port = free_port();
+    let registry_config = format!(
+        "schemas = \"{}\"\n[kafka]\nbrokers = \"{bootstrap}\"\n[admin]\nlisten = \"127.0.0.1:{registry_port}\"\n",
+        dir.path().display()
+    );
+    let mut registry = Sluice::start(&registry_config, registry_port)?;
+    let registry_url = registry.url.clone();
+    let produce = |n: &str| {
+        let (bootstrap, input, url) = (bootstrap.clone(), input.clone(), registry_url.clone());
+        let n = n.to_string();
+        move || {
+            run_python(
+                "confluent_produce.py",
+                &[
+                    &bootstrap,
+                    &input,
+                    &url,
+                    &repo_path("schemas/telemetry_event.avsc")
+                        .display()
+                        .to_string(),
+                    &n,
+                ],
+            )
+        }
+    };
+    tokio::task::spawn_blocking(produce("50")).await??;
+    // The registry goes away before the stage has seen the writer schema.
+    registry.kill();
+
+    let port = free_port();
+    let stage_config = format!(
+        r#"
+schemas = "{{schemas}}"
+
+[kafka]
+brokers = "{bootstrap}"
+[kafka.client]
+"session.timeout.ms" = "8000"
+
+[admin]
+listen = "127.0.0.1:{port}"
+
+[schema_registry]
+url = "${{SLUICE_TEST_REGISTRY_URL:-{registry_url}}}"
+timeout_ms = 1000
+
+[plugins]
+dir = "{{plugins}}"
+
+[[stage]]
+name = "ext"
+input = "{input}"
+output = "{output}"
+group = "{group}"
+chain = ["filter"]
+batch_size = 50
+batch_wait_ms = 20
+[stage.config.filter]
+mode = "drop"
+rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
+"#,
+        group = unique("ext"),
+    );
+    let host = Sluice::start(&stage_config, port)?;
+    let client = reqwest::Client::new();
+    let readyz = |client: reqwest::Client, url: String| async move {
+        let response = client.get(format!("{url}/readyz")).send().await?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await?;
+        anyhow::Ok((status, body))
+    };
+    let mut held = None;
+    for _ in 0..30 {
+        let (status, body) = readyz(client.clone(), host.url.clone()).await?;
+        if status == 503 && body.get("schema_registry").is_some() {
+            held = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let held = held.context("/readyz never reported the registry outage")?;
+    println!("registry outage: /readyz 503 {}", held["schema_registry"]);
+    assert_eq!(topic_size(&bootstrap, &output)?, 0, "the batch is held");
+
+    // The registry returns (same port); the producer writes 50 more
+    // records (ids derive from the schema: it gets the same id).
+    let registry = Sluice::start(&registry_config, registry_port)?;
+    tokio::task::spawn_blocking(produce("50")).await??;
+    wait_until(
+        Duration::from_secs(60),
+        "the held batch and the rest",
+        || topic_size(&bootstrap, &output).unwrap_or(0) >= 100,
+    )?;
+    let (status, body) = readyz(client.clone(), host.url.clone()).await?;
+    assert_eq!(status, 200, "{body}");
+    let records = read_all(&bootstrap, &output, Duration::from_secs(3))?;
+    let set = schemas();
+    let values = decoded(&set, &records);
+    assert_eq!(values.len(), 100, "nothing lost, nothing dead-lettered");
+    assert_eq!(
+        topic_size(&bootstrap, &format!("{input}.dlq")).unwrap_or(0),
+        0
+    );
+
+    // A host writing Confluent framing with auto_register takes its ids
+    // from the registry.
+    let port = free_port();
+    let writer = Sluice::start(
+        &format!(
+            "{}\n[schema_registry]\nurl = \"{}\"\nauto_register = true\n",
+            ingest_config(&bootstrap, port, &events_topic, "framing = \"confluent\""),
+            registry.url
+        ),
+        port,
+    )?;
+    let events: Vec<Value> = (0..10).map(|i| sample_event(i, 3)).collect();
+    let response = client
+        .post(format!("{}/v1/events/batch", writer.url))
+        .json(&events)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 202, "{}", response.text().await?);
+    let latest: Value = client
+        .get(format!(
+            "{}/subjects/{events_topic}-value/versions/latest",
+            registry.url
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = latest["id"].as_u64().context("registered")? as u32;
+    let records = tokio::task::spawn_blocking({
+        let (bootstrap, topic) = (bootstrap.clone(), events_topic.clone());
+        move || read_topic(&bootstrap, &topic, 10, Duration::from_secs(20))
+    })
+    .await??;
+    for r in &records {
+        assert_eq!(r.value[0], 0);
+        assert_eq!(u32::from_be_bytes(r.value[1..5].try_into()?), id);
+    }
+    println!(
+        "external registry: outage held the batch; 100 records after recovery; auto_register id {id}"
+    );
+    Ok(())
+}

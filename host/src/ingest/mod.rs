@@ -88,7 +88,8 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Build ingest from the configuration: loads the route schemas,
+    /// Build ingest from the configuration: loads the route schemas (from
+    /// `known`, the host's set, when it has them),
     /// resolves API keys from the environment and builds the producers
     /// (one per distinct route `compression`).
     pub fn new(
@@ -96,8 +97,10 @@ impl Ingest {
         config: &IngestConfig,
         kafka: &Kafka,
         health: BrokerHealth,
+        known: &SchemaSet,
     ) -> anyhow::Result<Self> {
-        let mut schemas = SchemaSet::default();
+        // The host's schemas, with their registry ids.
+        let mut schemas = known.clone();
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut compressions: Vec<Option<ProducerCompression>> = Vec::new();
         let mut producers = Vec::new();

@@ -193,9 +193,11 @@ fn event(
     if let Some(scope) = scope {
         attributes.insert("scope.name".into(), Json::String(scope.into()));
     }
-    let trace_id = valid_id(&record.trace_id, 16)
-        .then(|| Json::String(crate::schema::hex(&record.trace_id)))
-        .unwrap_or(Json::Null);
+    let trace_id = if valid_id(&record.trace_id, 16) {
+        Json::String(crate::schema::hex(&record.trace_id))
+    } else {
+        Json::Null
+    };
     json!({
         "event_id": event_id,
         "type": event_type,

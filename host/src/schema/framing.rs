@@ -190,6 +190,38 @@ mod tests {
     }
 
     #[test]
+    fn a_set_reads_both_framings_and_the_old_fingerprint() {
+        use crate::config::Framing;
+        use crate::schema::SchemaSet;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../schemas/telemetry_event.avsc");
+        let mut set = SchemaSet::default();
+        let schema = set.load(&path).unwrap();
+        let event = serde_json::json!({
+            "event_id": "e", "type": "t", "source": "s", "entity_id": "u",
+            "occurred_at": 5, "severity": "WARN", "attributes": {"a": "b"}, "trace_id": null
+        });
+        let single = schema.encode_json(&event).unwrap();
+        assert_eq!(&single[2..10], &schema.fingerprint);
+        let datum = &single[HEADER_LEN..];
+        let mut confluent = schema.header(Framing::Confluent).to_vec();
+        confluent.extend_from_slice(datum);
+        assert_eq!(confluent[0], 0);
+        assert_eq!(&confluent[1..5], &schema.id.to_be_bytes());
+        let mut legacy = MAGIC.to_vec();
+        legacy.extend_from_slice(&schema.legacy_fingerprint);
+        legacy.extend_from_slice(datum);
+        for framed in [&single, &confluent, &legacy] {
+            assert_eq!(set.decode_json(framed).unwrap(), event);
+            assert!(SchemaSet::written_with(framed, &schema));
+        }
+        let mut unknown = confluent.clone();
+        unknown[4] ^= 1;
+        let error = set.decode_json(&unknown).unwrap_err().to_string();
+        assert!(error.contains("registry id"), "{error}");
+    }
+
+    #[test]
     fn builtin_ids_are_stable_and_positive() {
         let fp = fingerprint(&telemetry()).unwrap();
         assert_eq!(builtin_id(&fp), builtin_id(&fp));

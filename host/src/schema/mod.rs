@@ -23,6 +23,7 @@ mod guard;
 mod json;
 mod json_doc;
 pub mod registry;
+pub mod registry_client;
 mod to_json;
 
 pub use framing::{CONFLUENT_HEADER_LEN, Frame, HEADER_LEN, MAGIC};
@@ -42,7 +43,7 @@ use apache_avro::types::Value;
 use crate::config::Framing;
 
 /// A parsed schema with its fingerprint and where it came from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoadedSchema {
     /// The parsed schema.
     pub schema: Schema,
@@ -316,6 +317,9 @@ pub struct SchemaSet {
     output_framing: Framing,
     /// Writer schemas known by registry id beyond the local files.
     registry: Option<Arc<registry::Registry>>,
+    /// A stage's set: an unknown registry id during a registry outage holds
+    /// the batch (waits) instead of failing the record.
+    hold_on_registry_outage: bool,
 }
 
 impl SchemaSet {
@@ -351,11 +355,53 @@ impl SchemaSet {
     }
 
     /// The same set, for a stage whose output records are framed in
-    /// `framing`.
+    /// `framing`. A stage's set waits out registry outages (the batch is
+    /// held) when it meets an unknown schema id.
     pub fn with_output_framing(&self, framing: Framing) -> Self {
         let mut set = self.clone();
         set.output_framing = framing;
+        set.hold_on_registry_outage = true;
         set
+    }
+
+    /// Drop the built-in registry ids: with an external registry only the
+    /// ids it assigned ([`SchemaSet::assign_id`]) name local schemas.
+    pub fn clear_ids(&mut self) {
+        self.by_id.clear();
+    }
+
+    /// Give the local schema with `fingerprint` the registry id `id` (from an
+    /// external registry), in every map of the set. The schema's `Arc`
+    /// changes: load route schemas from this set afterwards.
+    pub fn assign_id(&mut self, fingerprint: &[u8; 8], id: u32) -> anyhow::Result<()> {
+        let old = self
+            .by_fingerprint
+            .get(fingerprint)
+            .cloned()
+            .context("no such schema in the set")?;
+        let mut new = (*old).clone();
+        new.id = id;
+        new.confluent_header[1..].copy_from_slice(&id.to_be_bytes());
+        let new = Arc::new(new);
+        for value in self
+            .by_fingerprint
+            .values_mut()
+            .chain(self.by_path.values_mut())
+        {
+            if Arc::ptr_eq(value, &old) {
+                *value = new.clone();
+            }
+        }
+        self.by_id.retain(|_, v| !Arc::ptr_eq(v, &old));
+        if let Some(other) = self.by_id.get(&id) {
+            bail!(
+                "registry id {id} names both {} and {}",
+                other.path.display(),
+                new.path.display()
+            );
+        }
+        self.by_id.insert(id, new);
+        Ok(())
     }
 
     /// How a stage decoding with this set frames its output.
@@ -380,7 +426,15 @@ impl SchemaSet {
         if self.by_id.contains_key(&id) {
             return None;
         }
-        let remote = self.registry.as_ref()?.remote(id)?;
+        let remote = match self
+            .registry
+            .as_ref()?
+            .fetched(id, self.hold_on_registry_outage)
+        {
+            Ok(Some(remote)) => remote,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e)),
+        };
         Some((|| {
             let reader = remote.reader.clone().with_context(|| {
                 format!(
@@ -429,9 +483,15 @@ impl SchemaSet {
         Ok(())
     }
 
-    /// Every schema in the set, in no particular order.
+    /// Every schema in the set, once each, in no particular order.
     pub fn schemas(&self) -> impl Iterator<Item = &Arc<LoadedSchema>> {
-        self.by_id.values()
+        let mut all: Vec<&Arc<LoadedSchema>> = Vec::with_capacity(self.by_path.len());
+        for schema in self.by_path.values() {
+            if !all.iter().any(|s| Arc::ptr_eq(s, schema)) {
+                all.push(schema);
+            }
+        }
+        all.into_iter()
     }
 
     /// True when `framed` was written with `schema` itself (not a registered

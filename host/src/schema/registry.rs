@@ -60,6 +60,12 @@ pub struct Registry {
     readers: HashMap<String, Arc<LoadedSchema>>,
     /// Local schemas by id.
     local: HashMap<u32, Arc<LoadedSchema>>,
+    /// An external registry to fetch unknown ids from, and the runtime its
+    /// client runs on.
+    external: Option<(
+        super::registry_client::RegistryClient,
+        tokio::runtime::Handle,
+    )>,
 }
 
 impl Registry {
@@ -93,9 +99,51 @@ impl Registry {
         registry
     }
 
+    /// A cache of an external registry: `schemas` are the local ones (with
+    /// the external ids assigned); unknown ids are fetched with `client`.
+    pub fn external<'a>(
+        schemas: impl IntoIterator<Item = &'a Arc<LoadedSchema>>,
+        client: super::registry_client::RegistryClient,
+        handle: tokio::runtime::Handle,
+    ) -> Self {
+        let mut registry = Self::builtin(schemas, &[]);
+        registry.external = Some((client, handle));
+        registry
+    }
+
     /// A registered writer schema that is not a local file.
     pub fn remote(&self, id: u32) -> Option<Arc<Remote>> {
         self.read().remote.get(&id).cloned()
+    }
+
+    /// [`Registry::remote`], fetching an unknown id from the external
+    /// registry (and caching it). `hold`: wait out a registry outage (a
+    /// stage holding its batch) instead of failing. `Ok(None)`: no external
+    /// registry and no such schema here.
+    pub fn fetched(&self, id: u32, hold: bool) -> anyhow::Result<Option<Arc<Remote>>> {
+        if let Some(found) = self.remote(id) {
+            return Ok(Some(found));
+        }
+        let Some((client, handle)) = &self.external else {
+            return Ok(None);
+        };
+        let text = super::registry_client::fetch_blocking(client, handle, id, hold)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let writer = Schema::parse_str(&text)
+            .with_context(|| format!("schema {id} from the registry is not a valid Avro schema"))?;
+        let reader = match &writer {
+            Schema::Record(record) => self.readers.get(&record.name.fullname(None)).cloned(),
+            _ => None,
+        };
+        let remote = Arc::new(Remote {
+            id,
+            writer,
+            text: text.clone(),
+            reader,
+        });
+        let mut store = self.write();
+        store.texts.entry(id).or_insert(text);
+        Ok(Some(store.remote.entry(id).or_insert(remote).clone()))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
@@ -278,10 +326,13 @@ fn find_version(
     registry: &Registry,
     subject: &str,
     version: &str,
-) -> Result<(usize, u32, String), Response> {
+) -> Result<(usize, u32, String), Box<Response>> {
     let store = registry.read();
     let Some(ids) = store.subjects.get(subject) else {
-        return Err(not_found(40401, format!("Subject '{subject}' not found.")));
+        return Err(Box::new(not_found(
+            40401,
+            format!("Subject '{subject}' not found."),
+        )));
     };
     let index = match version {
         "latest" | "-1" => ids.len().checked_sub(1),
@@ -293,7 +344,10 @@ fn find_version(
             id,
             store.texts.get(&id).cloned().unwrap_or_default(),
         )),
-        None => Err(not_found(40402, format!("Version {version} not found."))),
+        None => Err(Box::new(not_found(
+            40402,
+            format!("Version {version} not found."),
+        ))),
     }
 }
 
@@ -306,7 +360,7 @@ async fn version(
             StatusCode::OK,
             json!({"subject": subject, "version": version, "id": id, "schema": text}),
         ),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -319,16 +373,16 @@ async fn raw_version(
             StatusCode::OK,
             serde_json::from_str(&text).unwrap_or(Json::Null),
         ),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
-fn schema_text(body: &[u8]) -> Result<String, Response> {
+fn schema_text(body: &[u8]) -> Result<String, Box<Response>> {
     let invalid = |message: String| {
-        reply(
+        Box::new(reply(
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({"error_code": 42201, "message": message}),
-        )
+        ))
     };
     let request: Json = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
     if let Some(kind) = request.get("schemaType").and_then(Json::as_str)
@@ -350,7 +404,7 @@ async fn register(
 ) -> Response {
     let text = match schema_text(&body) {
         Ok(text) => text,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match registry.register(&subject, &text) {
         Ok(id) => reply(StatusCode::OK, json!({"id": id})),
@@ -372,7 +426,7 @@ async fn lookup(
 ) -> Response {
     let text = match schema_text(&body) {
         Ok(text) => text,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let id = Schema::parse_str(&text)
         .context("invalid schema")
