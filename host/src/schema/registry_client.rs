@@ -21,7 +21,8 @@ use crate::config::{SchemaRegistryConfig, interpolate_env};
 /// Why a registry call failed.
 #[derive(Debug)]
 pub enum ClientError {
-    /// The registry is unreachable or answered 5xx: try again later.
+    /// The registry is unreachable, answered 5xx or 429, or refused the
+    /// credentials (401, 403): try again later.
     Transient(String),
     /// The registry answered that the request cannot succeed.
     Permanent(String),
@@ -133,7 +134,9 @@ impl RegistryClient {
             .map_err(|e| ClientError::Transient(format!("schema registry unreachable: {e}")))?;
         let status = response.status().as_u16();
         let body: Json = response.json().await.unwrap_or(Json::Null);
-        if status >= 500 || status == 429 {
+        // Refused credentials are an operator's to fix, not the record's
+        // fault: held and reported like an outage, never dead-lettered.
+        if status >= 500 || status == 429 || status == 401 || status == 403 {
             return Err(ClientError::Transient(format!(
                 "schema registry answered {status}: {body}"
             )));
@@ -245,5 +248,103 @@ pub fn fetch_blocking(
                 return other;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::extract::Path;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+
+    /// A registry that wants `Authorization: Basic dTpw` (u:p) or
+    /// `Bearer tok`, knows schema 7, and is "down" (503) for id 9.
+    async fn serve() -> String {
+        let app = Router::new().route(
+            "/schemas/ids/{id}",
+            get(|Path(id): Path<u32>, headers: HeaderMap| async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if auth != "Basic dTpw" && auth != "Bearer tok" {
+                    return (StatusCode::UNAUTHORIZED, "{}".to_string());
+                }
+                match id {
+                    7 => (StatusCode::OK, json!({"schema": "\"long\""}).to_string()),
+                    9 => (StatusCode::SERVICE_UNAVAILABLE, "{}".to_string()),
+                    _ => (
+                        StatusCode::NOT_FOUND,
+                        json!({"error_code": 40403}).to_string(),
+                    ),
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn config(url: &str) -> SchemaRegistryConfig {
+        SchemaRegistryConfig {
+            url: url.into(),
+            username: None,
+            password: None,
+            token: None,
+            auto_register: false,
+            timeout_ms: 2000,
+        }
+    }
+
+    #[tokio::test]
+    async fn basic_and_bearer_auth_and_error_kinds() {
+        let url = serve().await;
+        // SAFETY: this test is the only reader of these variables.
+        unsafe {
+            std::env::set_var("SLUICE_TEST_SR_USER", "u");
+            std::env::set_var("SLUICE_TEST_SR_PASSWORD", "p");
+        }
+        let basic = RegistryClient::from_config(&SchemaRegistryConfig {
+            username: Some("${SLUICE_TEST_SR_USER}".into()),
+            password: Some("${SLUICE_TEST_SR_PASSWORD}".into()),
+            ..config(&url)
+        })
+        .unwrap();
+        assert_eq!(basic.schema_by_id(7).await.unwrap(), "\"long\"");
+        let bearer = RegistryClient::from_config(&SchemaRegistryConfig {
+            token: Some("tok".into()),
+            ..config(&url)
+        })
+        .unwrap();
+        assert_eq!(bearer.schema_by_id(7).await.unwrap(), "\"long\"");
+        let anonymous = RegistryClient::from_config(&config(&url)).unwrap();
+        assert!(matches!(
+            anonymous.schema_by_id(7).await,
+            Err(ClientError::Transient(_))
+        ));
+        assert!(matches!(
+            bearer.schema_by_id(8).await,
+            Err(ClientError::Permanent(_))
+        ));
+        assert!(matches!(
+            bearer.schema_by_id(9).await,
+            Err(ClientError::Transient(_))
+        ));
+        let down = RegistryClient::from_config(&config("http://127.0.0.1:9")).unwrap();
+        assert!(matches!(
+            down.schema_by_id(7).await,
+            Err(ClientError::Transient(_))
+        ));
+        assert!(
+            RegistryClient::from_config(&SchemaRegistryConfig {
+                token: Some("t".into()),
+                username: Some("u".into()),
+                ..config(&url)
+            })
+            .is_err()
+        );
     }
 }
