@@ -66,6 +66,12 @@ fi
 psql -h 127.0.0.1 -U postgres -d test -qc 'SELECT 1' >/dev/null
 echo "PostgreSQL $pg_version: 127.0.0.1:5432, database test"
 
+step "Python packages"
+# confluent-kafka (Schema Registry client, Avro serde) and the OpenTelemetry
+# SDK's OTLP/HTTP exporter for tests/tests/protocols.rs, from PyPI into a
+# cached venv (~/.cache/sluice/venv).
+bash scripts/install-python.sh >/dev/null
+
 step "plugins: unit tests and wasm32-wasip2 builds"
 # SLUICE_PLUGINS_TARGET_DIR / SLUICE_TARGET_DIR: other target directories
 # (e.g. one per worktree); default under the cache.

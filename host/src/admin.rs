@@ -158,6 +158,10 @@ struct Readiness {
     draining: bool,
     broker: &'static str,
     stages: BTreeMap<String, StageReport>,
+    /// Set while a stage holds a batch because the external schema registry
+    /// is unreachable (e.g. `unreachable for 12 s: ...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema_registry: Option<String>,
 }
 
 /// A running stage is stuck when its thread has been quiet past
@@ -193,7 +197,9 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         .values()
         .all(|s| !s.stuck && matches!(s.state, StageState::Running | StageState::Starting));
     let draining = state.board.is_draining();
-    let ready = broker_ok && stages_ok && !draining;
+    let registry = crate::schema::registry_client::outage()
+        .map(|(secs, why)| format!("unreachable for {secs} s: {why}"));
+    let ready = broker_ok && stages_ok && !draining && registry.is_none();
     let body = Readiness {
         ready,
         draining,
@@ -203,6 +209,7 @@ async fn readyz(State(state): State<AdminState>) -> Response {
             "unreachable"
         },
         stages,
+        schema_registry: registry,
     };
     let status = if ready {
         StatusCode::OK

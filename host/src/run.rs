@@ -12,7 +12,7 @@ use axum::Router;
 
 use crate::admin::{self, AdminState, StageState, StatusBoard};
 use crate::config::LoadedConfig;
-use crate::ingest::{self, Ingest};
+use crate::ingest::Ingest;
 use crate::kafka::{BrokerHealth, Kafka};
 use crate::schema::SchemaSet;
 use crate::stage::Stage;
@@ -49,6 +49,130 @@ pub fn schema_set(loaded: &LoadedConfig) -> anyhow::Result<SchemaSet> {
     Ok(set)
 }
 
+/// The built-in schema registry: every schema of the set, and subject
+/// `<topic>-value` (TopicNameStrategy) for each topic a route writes (its
+/// schema) or a stage writes (the schemas of the routes writing its input,
+/// else every schema of the set).
+pub fn builtin_registry(
+    loaded: &LoadedConfig,
+    set: &mut SchemaSet,
+) -> anyhow::Result<crate::schema::registry::Registry> {
+    let subjects = subjects(loaded, set, false)?;
+    let all: Vec<_> = set.schemas().cloned().collect();
+    Ok(crate::schema::registry::Registry::builtin(&all, &subjects))
+}
+
+/// With `[schema_registry]`: the id of every schema written in Confluent
+/// framing, from the registry (registered first with `auto_register`), set
+/// in `set`; the registry client then fetches unknown ids for readers.
+pub async fn external_registry(
+    loaded: &LoadedConfig,
+    set: &mut SchemaSet,
+    config: &crate::config::SchemaRegistryConfig,
+) -> anyhow::Result<crate::schema::registry::Registry> {
+    use crate::schema::registry_client::RegistryClient;
+    let client = RegistryClient::from_config(config)?;
+    set.clear_ids();
+    for (subject, schemas) in subjects(loaded, set, true)? {
+        for schema in schemas {
+            let id = client
+                .id_for(&subject, &schema.canonical_form())
+                .await
+                .with_context(|| {
+                    format!(
+                        "schema registry: {} as subject `{subject}`",
+                        schema.path.display()
+                    )
+                })?;
+            tracing::info!(subject, id, schema = %schema.path.display(), "schema registry id");
+            set.assign_id(&schema.fingerprint, id)?;
+        }
+    }
+    let all: Vec<_> = set.schemas().cloned().collect();
+    Ok(crate::schema::registry::Registry::external(
+        &all,
+        client,
+        tokio::runtime::Handle::current(),
+    ))
+}
+
+/// For readers outside `sluice run` (replay): with `[schema_registry]`,
+/// Confluent ids are the registry's, so the built-in ids are dropped and
+/// every id is fetched (and cached) from the registry on the runtime
+/// `handle`, then resolved to the local schema of the same full name.
+pub fn external_reader(
+    loaded: &LoadedConfig,
+    set: &mut SchemaSet,
+    handle: tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let Some(config) = &loaded.config.schema_registry else {
+        return Ok(());
+    };
+    let client = crate::schema::registry_client::RegistryClient::from_config(config)?;
+    set.clear_ids();
+    let all: Vec<_> = set.schemas().cloned().collect();
+    set.set_registry(Arc::new(crate::schema::registry::Registry::external(
+        &all, client, handle,
+    )));
+    Ok(())
+}
+
+type Subjects = Vec<(String, Vec<Arc<crate::schema::LoadedSchema>>)>;
+
+/// Subject (`<topic>-value`) → schemas written to it, for every route and
+/// stage output (only those in Confluent framing with `confluent_only`).
+fn subjects(
+    loaded: &LoadedConfig,
+    set: &mut SchemaSet,
+    confluent_only: bool,
+) -> anyhow::Result<Subjects> {
+    use crate::config::Framing;
+    let mut subjects: Vec<(String, Vec<Arc<crate::schema::LoadedSchema>>)> = Vec::new();
+    let mut add = |subject: String, schema: Arc<crate::schema::LoadedSchema>| match subjects
+        .iter_mut()
+        .find(|(s, _)| *s == subject)
+    {
+        Some((_, versions)) => {
+            if !versions.iter().any(|v| v.id == schema.id) {
+                versions.push(schema)
+            }
+        }
+        None => subjects.push((subject, vec![schema])),
+    };
+    let mut by_topic: Vec<(String, Arc<crate::schema::LoadedSchema>)> = Vec::new();
+    if let Some(ingest) = &loaded.config.ingest {
+        for route in &ingest.routes {
+            let schema = set.load(&loaded.resolve(route.schema.get_ref()))?;
+            if !confluent_only || route.framing == Framing::Confluent {
+                add(format!("{}-value", route.topic.get_ref()), schema.clone());
+            }
+            by_topic.push((route.topic.get_ref().clone(), schema));
+        }
+    }
+    for stage in &loaded.config.stages {
+        let Some(output) = &stage.output else {
+            continue;
+        };
+        if confluent_only && stage.framing != Framing::Confluent {
+            continue;
+        }
+        let from_routes: Vec<_> = by_topic
+            .iter()
+            .filter(|(t, _)| t == stage.input.get_ref())
+            .map(|(_, s)| s.clone())
+            .collect();
+        let schemas = if from_routes.is_empty() {
+            set.schemas().cloned().collect()
+        } else {
+            from_routes
+        };
+        for schema in schemas {
+            add(format!("{}-value", output.get_ref()), schema);
+        }
+    }
+    Ok(subjects)
+}
+
 /// Run until a shutdown signal, then drain and return.
 pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     run_until(loaded, shutdown_signal()).await
@@ -68,7 +192,14 @@ pub async fn run_until(
         }
     };
     let kafka = Kafka::start(&config.kafka, &topics(&loaded)).await?;
-    let schemas = Arc::new(schema_set(&loaded)?);
+    let mut schema_set = schema_set(&loaded)?;
+    // Without an external registry the host serves its own schemas.
+    let registry = Arc::new(match &config.schema_registry {
+        None => builtin_registry(&loaded, &mut schema_set)?,
+        Some(external) => external_registry(&loaded, &mut schema_set, external).await?,
+    });
+    schema_set.set_registry(registry.clone());
+    let schemas = Arc::new(schema_set);
     let board = StatusBoard::default();
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -95,7 +226,8 @@ pub async fn run_until(
                 &kafka,
                 &runtime,
                 &connections,
-                schemas.clone(),
+                // The set carries how this stage frames its output.
+                Arc::new(schemas.with_output_framing(stage_config.framing)),
                 &overrides,
             )?;
             if let Some((service, _, _)) = &plugins {
@@ -120,14 +252,14 @@ pub async fn run_until(
 
     let ingest = match &config.ingest {
         Some(ingest_config) => {
-            let producer = kafka.producer("ingest", ingest::ack_timeout(ingest_config))?;
             let health = BrokerHealth::watch(kafka.reader()?, Duration::from_secs(1))?;
             Some((
                 Arc::new(Ingest::new(
                     &loaded,
                     ingest_config,
-                    producer,
+                    &kafka,
                     health.clone(),
+                    &schemas,
                 )?),
                 health,
             ))
@@ -154,6 +286,11 @@ pub async fn run_until(
         metrics,
         plugins: plugins.clone(),
     });
+    let admin_router = if config.schema_registry.is_none() {
+        admin_router.merge(crate::schema::registry::router(registry.clone()))
+    } else {
+        admin_router
+    };
     let (router, listen) = match (&ingest, &config.ingest, &config.admin.listen) {
         (Some((ingest, _)), Some(ingest_config), _) => (
             Some(ingest.clone().router().merge(admin_router)),

@@ -182,10 +182,10 @@ pub fn schema_path() -> PathBuf {
 }
 
 /// The fingerprint bytes Sluice writes in its frames, in hex. Passed to the
-/// application as `--fingerprint`: apache-avro 0.21 fingerprints a canonical
-/// form that keeps a logical-type primitive as `{"type":"long"}` (the spec
-/// wants `"long"`), so Sluice's fingerprint is not the one Java's Avro (or
-/// any other implementation) computes for the same schema.
+/// application as `--fingerprint`. Since issue 14 it is the standard Parsing
+/// Canonical Form fingerprint, the one Java's Avro computes itself; before,
+/// apache-avro 0.21's canonical form (`{"type":"long"}` for a logical-type
+/// primitive) gave another value, which readers still accept.
 pub fn sluice_fingerprint() -> anyhow::Result<String> {
     Ok(hex(&sluice::schema::LoadedSchema::from_file(
         &schema_path(),

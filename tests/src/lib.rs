@@ -253,6 +253,11 @@ impl Sluice {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The process log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sluice.log")).unwrap_or_default()

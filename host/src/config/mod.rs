@@ -9,10 +9,12 @@
 mod diagnostics;
 mod duration;
 mod model;
+mod protocols;
 mod test_case;
 
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use model::*;
+pub use protocols::*;
 pub use test_case::{Expectation, ExpectedOutcome, TestCase};
 
 use std::path::{Path, PathBuf};

@@ -42,6 +42,10 @@ pub struct Config {
     /// `[[test]]`: pipeline test cases that `sluice test` runs.
     #[serde(default, rename = "test")]
     pub tests: Vec<super::TestCase>,
+    /// An external Confluent-compatible schema registry; without it the
+    /// host serves the registry API for its own schemas.
+    #[serde(default)]
+    pub schema_registry: Option<super::SchemaRegistryConfig>,
 }
 
 impl Config {
@@ -205,6 +209,9 @@ pub struct IngestConfig {
     /// Routes from event type to topic and schema; first match wins.
     #[serde(rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// `POST /v1/logs`: how OTLP log records become events.
+    #[serde(default)]
+    pub otlp: super::OtlpConfig,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -236,6 +243,13 @@ pub struct RouteConfig {
     /// Field holding the event type.
     #[serde(default = "default_type_field")]
     pub type_field: String,
+    /// Record framing on Kafka: `single-object` (default) or `confluent`.
+    #[serde(default)]
+    pub framing: super::Framing,
+    /// Producer compression of this route's records (default: the
+    /// `[kafka.client] compression.type`, else lz4).
+    #[serde(default)]
+    pub compression: Option<super::ProducerCompression>,
 }
 
 fn default_event_type() -> String {
@@ -411,6 +425,10 @@ pub struct StageConfig {
         deserialize_with = "super::duration::millis"
     )]
     pub transaction_timeout_ms: u64,
+    /// Framing of the output records: `single-object` (default) or
+    /// `confluent`. Input records are read in either.
+    #[serde(default)]
+    pub framing: super::Framing,
 }
 
 /// A stage's delivery guarantee.

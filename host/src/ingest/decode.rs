@@ -194,7 +194,14 @@ fn decode_avro<'b>(
         field: String::new(),
         reason,
     };
-    let (json, framed) = if body.starts_with(&schema::MAGIC) {
+    // Framed by its first byte: C3 01 (single-object) or 00 and an id this
+    // host knows (Confluent); anything else is a bare datum.
+    let confluent = body.len() >= schema::CONFLUENT_HEADER_LEN
+        && body[0] == 0
+        && schemas
+            .by_id(u32::from_be_bytes([body[1], body[2], body[3], body[4]]))
+            .is_some();
+    let (json, framed) = if body.starts_with(&schema::MAGIC) || confluent {
         schemas
             .decode_to_json(body)
             .map(|(found, json)| (json, Some(found.fingerprint)))

@@ -41,6 +41,22 @@ pub enum ApiError {
         /// What the route accepts.
         accepted: &'static [&'static str],
     },
+    /// 415: the content coding (`Content-Encoding`) is not one ingest
+    /// decodes.
+    UnsupportedEncoding {
+        /// What the request said.
+        got: String,
+        /// The codings ingest decodes.
+        accepted: &'static [&'static str],
+    },
+    /// 429: too many events in flight (OTLP's answer to backpressure); try
+    /// again after `retry_after` seconds.
+    TooManyRequests {
+        /// Why.
+        message: String,
+        /// Seconds for `Retry-After`.
+        retry_after: u64,
+    },
     /// 503: the broker did not take the events; try again after
     /// `retry_after` seconds.
     Unavailable {
@@ -64,9 +80,10 @@ struct Body<'a> {
     accepted: usize,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match &self {
+impl ApiError {
+    /// The HTTP status, the error code and the message of the answer.
+    pub fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
             ApiError::Invalid { message, .. } => {
                 (StatusCode::BAD_REQUEST, "invalid_event", message.clone())
             }
@@ -89,12 +106,40 @@ impl IntoResponse for ApiError {
                     accepted.join(", ")
                 ),
             ),
+            ApiError::UnsupportedEncoding { got, accepted } => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+                format!(
+                    "content encoding `{got}` is not accepted; use one of: {}",
+                    accepted.join(", ")
+                ),
+            ),
+            ApiError::TooManyRequests { message, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                message.clone(),
+            ),
             ApiError::Unavailable { message, .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 message.clone(),
             ),
-        };
+        }
+    }
+
+    /// Seconds for `Retry-After`, for the answers that carry it.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Unavailable { retry_after, .. }
+            | ApiError::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
         let (field, reason, rejected) = match &self {
             ApiError::Invalid { rejected, .. } if rejected.len() == 1 => (
                 Some(rejected[0].field.as_str()),
@@ -113,18 +158,15 @@ impl IntoResponse for ApiError {
             accepted: 0,
         };
         let mut response = (status, axum::Json(body)).into_response();
-        match self {
-            ApiError::Unavailable { retry_after, .. } => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            }
-            ApiError::Unauthorized => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            _ => {}
+        if let Some(retry_after) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        if let ApiError::Unauthorized = self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -6,8 +6,10 @@
 //! acknowledged every record (idempotent producer, `acks=all`); a batch with
 //! an invalid event writes nothing unless `partial = true`.
 
+mod compression;
 mod decode;
 mod errors;
+pub mod otlp;
 
 pub use errors::{ApiError, Rejected};
 
@@ -28,8 +30,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use tokio::sync::Semaphore;
 
-use crate::config::{AckMode, IngestConfig, LoadedConfig, interpolate_env};
-use crate::kafka::{BrokerHealth, Producer};
+use crate::config::{
+    AckMode, Framing, IngestConfig, LoadedConfig, ProducerCompression, interpolate_env,
+};
+use crate::kafka::{BrokerHealth, Kafka, Producer};
 use crate::schema::{JsonDoc, JsonKind, JsonNode, LoadedSchema, SchemaSet};
 
 /// How much longer than `ack_timeout_ms` a request waits for the broker's
@@ -48,6 +52,10 @@ struct Route {
     schema: Arc<LoadedSchema>,
     key_field: String,
     type_field: String,
+    /// How this route frames its records.
+    framing: Framing,
+    /// Index of this route's producer in `Ingest::producers`.
+    producer: usize,
 }
 
 /// An event that passed validation, ready to produce.
@@ -62,7 +70,9 @@ struct Prepared {
 pub struct Ingest {
     routes: Vec<Route>,
     schemas: SchemaSet,
-    producer: Producer,
+    /// One producer per distinct route compression; index 0 is the first
+    /// route's.
+    producers: Vec<Producer>,
     health: BrokerHealth,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
@@ -73,20 +83,40 @@ pub struct Ingest {
     max_body_bytes: usize,
     api_keys: Vec<String>,
     accepting: AtomicBool,
+    /// How `POST /v1/logs` maps log records to events.
+    otlp: crate::config::OtlpConfig,
 }
 
 impl Ingest {
-    /// Build ingest from the configuration: loads the route schemas and
-    /// resolves API keys from the environment.
+    /// Build ingest from the configuration: loads the route schemas (from
+    /// `known`, the host's set, when it has them),
+    /// resolves API keys from the environment and builds the producers
+    /// (one per distinct route `compression`).
     pub fn new(
         loaded: &LoadedConfig,
         config: &IngestConfig,
-        producer: Producer,
+        kafka: &Kafka,
         health: BrokerHealth,
+        known: &SchemaSet,
     ) -> anyhow::Result<Self> {
-        let mut schemas = SchemaSet::default();
+        // The host's schemas, with their registry ids.
+        let mut schemas = known.clone();
         let mut routes = Vec::with_capacity(config.routes.len());
+        let mut compressions: Vec<Option<ProducerCompression>> = Vec::new();
+        let mut producers = Vec::new();
         for route in &config.routes {
+            let producer = match compressions.iter().position(|c| *c == route.compression) {
+                Some(index) => index,
+                None => {
+                    producers.push(kafka.producer_compressed(
+                        "ingest",
+                        ack_timeout(config),
+                        route.compression.map(ProducerCompression::as_str),
+                    )?);
+                    compressions.push(route.compression);
+                    producers.len() - 1
+                }
+            };
             let path = loaded.resolve(route.schema.get_ref());
             let schema = schemas
                 .load(&path)
@@ -97,6 +127,8 @@ impl Ingest {
                 schema,
                 key_field: route.key_field.clone(),
                 type_field: route.type_field.clone(),
+                framing: route.framing,
+                producer,
             });
         }
         let api_keys = config
@@ -108,7 +140,7 @@ impl Ingest {
         Ok(Self {
             routes,
             schemas,
-            producer,
+            producers,
             health,
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             max_in_flight: config.max_in_flight,
@@ -119,6 +151,7 @@ impl Ingest {
             max_body_bytes: config.max_body_bytes,
             api_keys,
             accepting: AtomicBool::new(true),
+            otlp: config.otlp.clone(),
         })
     }
 
@@ -127,6 +160,7 @@ impl Ingest {
         Router::new()
             .route("/v1/events", post(post_single))
             .route("/v1/events/batch", post(post_batch))
+            .route("/v1/logs", post(otlp::post_logs))
             .with_state(self)
     }
 
@@ -152,7 +186,13 @@ impl Ingest {
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let ingest = self.clone();
-        match tokio::task::spawn_blocking(move || ingest.producer.flush(left)).await {
+        let flush = move || {
+            ingest
+                .producers
+                .iter()
+                .try_for_each(|producer| producer.flush(left))
+        };
+        match tokio::task::spawn_blocking(flush).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "ingest producer did not flush within the drain bound");
@@ -187,7 +227,20 @@ impl Ingest {
         }
     }
 
+    /// Read the body within `max_body_bytes`; a compressed body
+    /// (`Content-Encoding`) is decompressed as it arrives, and the limit
+    /// bounds its decompressed size.
     async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+        let encoding = compression::encoding(headers)?;
+        if encoding != compression::Encoding::Identity {
+            return compression::read_compressed(
+                encoding,
+                body,
+                self.max_body_bytes,
+                self.max_body_bytes.saturating_mul(DRAIN_FACTOR),
+            )
+            .await;
+        }
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -265,10 +318,15 @@ impl Ingest {
                 }
             })?;
         let payload = match forward {
-            Some((body, fingerprint)) if fingerprint == route.schema.fingerprint => body.clone(),
+            Some((body, fingerprint))
+                if fingerprint == route.schema.fingerprint
+                    && body.starts_with(route.schema.header(route.framing)) =>
+            {
+                body.clone()
+            }
             _ => route
                 .schema
-                .encode_node(event)
+                .encode_node_framed(route.framing, event)
                 .map(Bytes::from)
                 .map_err(|e| reject(&e.field, e.reason))?,
         };
@@ -303,34 +361,39 @@ impl Ingest {
                 self.unavailable("too many events in flight to the broker; nothing was written")
             })?;
         self.report_in_flight();
-        let producer = self.producer.get();
+        // Routes with their own compression have their own producer.
+        let mut used: Vec<Option<Arc<FutureProducer>>> = vec![None; self.producers.len()];
         let mut deliveries = Vec::with_capacity(count);
         let mut enqueue_error = None;
         for event in events {
             let route = &self.routes[event.route];
+            let producer =
+                used[route.producer].get_or_insert_with(|| self.producers[route.producer].get());
             let mut record = FutureRecord::to(&route.topic).payload(&event.payload[..]);
             if let Some(key) = &event.key {
                 record = record.key(key);
             }
             match producer.send_result(record) {
-                Ok(delivery) => deliveries.push(delivery),
+                Ok(delivery) => deliveries.push((route.producer, delivery)),
                 Err((e, _)) => {
-                    enqueue_error = Some(e);
+                    enqueue_error = Some((route.producer, e));
                     break;
                 }
             }
         }
-        if let Some(e) = enqueue_error {
+        if let Some((index, e)) = enqueue_error {
             tracing::warn!(error = %e, "ingest producer refused a record");
             // A producer in a fatal state refuses every record: replace it.
-            self.producer.on_failure(&producer, &e);
-            self.watch_acks(producer, deliveries, permits, false);
+            if let Some(producer) = &used[index] {
+                self.producers[index].on_failure(producer, &e);
+            }
+            self.watch_acks(used, deliveries, permits, false);
             return Err(self.unavailable(format!(
                 "the producer queue refused the events ({e}); retry"
             )));
         }
         let queued = self.ack == AckMode::Queued;
-        let acks = self.watch_acks(producer, deliveries, permits, queued);
+        let acks = self.watch_acks(used, deliveries, permits, queued);
         if queued {
             return Ok(count);
         }
@@ -360,30 +423,48 @@ impl Ingest {
     /// a failure here is an accepted event lost: logged as an error.
     fn watch_acks(
         self: &Arc<Self>,
-        producer: Arc<FutureProducer>,
-        deliveries: Vec<DeliveryFuture>,
+        used: Vec<Option<Arc<FutureProducer>>>,
+        deliveries: Vec<(usize, DeliveryFuture)>,
         permits: tokio::sync::OwnedSemaphorePermit,
         answered: bool,
     ) -> tokio::task::JoinHandle<Option<KafkaError>> {
         let ingest = Arc::clone(self);
         tokio::spawn(async move {
             let bound = ingest.ack_timeout + ACK_GRACE;
-            let failure = match tokio::time::timeout(bound, join_all(deliveries)).await {
-                Ok(results) => results.into_iter().find_map(|result| match result {
-                    Ok(Ok(_)) => None,
-                    Ok(Err((e, _))) => Some(e),
-                    Err(_) => Some(KafkaError::Canceled),
-                }),
-                Err(_) => Some(KafkaError::MessageProduction(
-                    RDKafkaErrorCode::MessageTimedOut,
+            let (indices, futures): (Vec<usize>, Vec<DeliveryFuture>) =
+                deliveries.into_iter().unzip();
+            // The producer that failed, or None for all of them (timeout).
+            let failure = match tokio::time::timeout(bound, join_all(futures)).await {
+                Ok(results) => results
+                    .into_iter()
+                    .zip(indices)
+                    .find_map(|(result, index)| match result {
+                        Ok(Ok(_)) => None,
+                        Ok(Err((e, _))) => Some((Some(index), e)),
+                        Err(_) => Some((Some(index), KafkaError::Canceled)),
+                    }),
+                Err(_) => Some((
+                    None,
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
                 )),
             };
             drop(permits);
             ingest.report_in_flight();
-            if let Some(e) = &failure {
-                if ingest.producer.on_failure(&producer, e) {
+            let failure = failure.map(|(index, e)| {
+                let mut replaced = false;
+                for (i, producer) in used.iter().enumerate() {
+                    if let Some(producer) = producer
+                        && index.is_none_or(|index| index == i)
+                    {
+                        replaced |= ingest.producers[i].on_failure(producer, &e);
+                    }
+                }
+                if replaced {
                     ingest.health.mark_unreachable();
                 }
+                e
+            });
+            if let Some(e) = &failure {
                 if answered {
                     tracing::error!(error = %e, "queued ingest record was not delivered");
                 } else {
@@ -396,7 +477,12 @@ impl Ingest {
 
     fn report_in_flight(&self) {
         crate::metrics::ingest_in_flight(self.max_in_flight - self.in_flight.available_permits());
-        crate::metrics::producer_queue_depth("ingest", self.producer.get().in_flight_count());
+        let depth = self
+            .producers
+            .iter()
+            .map(|p| p.get().in_flight_count())
+            .sum();
+        crate::metrics::producer_queue_depth("ingest", depth);
     }
 
     fn count(&self, events: &[Prepared], status: &'static str) {
@@ -597,7 +683,9 @@ pub fn decode_request(
                     })?;
                     // A framed body of this very schema is forwarded as is,
                     // as ingest does.
-                    if framed == Some(schema.fingerprint) {
+                    if framed == Some(schema.fingerprint)
+                        && body.starts_with(schema.header(Framing::SingleObject))
+                    {
                         Ok(body.to_vec())
                     } else {
                         encode(0, doc.root())

@@ -283,6 +283,33 @@ pub fn embedded_bootstrap() -> Option<String> {
 
 static EMBEDDED_BOOTSTRAP: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
+impl Kafka {
+    /// [`Kafka::producer`] with its own `compression.type` (a route's
+    /// `compression`); `None` keeps the default.
+    pub fn producer_compressed(
+        &self,
+        role: &'static str,
+        delivery_timeout: Duration,
+        compression: Option<&str>,
+    ) -> anyhow::Result<Producer> {
+        match compression {
+            None => self.producer(role, delivery_timeout),
+            Some(codec) => {
+                let mut settings = self.settings.clone();
+                settings.retain(|(k, _)| k != "compression.type" && k != "compression.codec");
+                settings.push(("compression.type".into(), codec.into()));
+                let with = Self {
+                    bootstrap: self.bootstrap.clone(),
+                    settings,
+                    partitions: self.partitions,
+                    embedded: None,
+                };
+                with.producer(role, delivery_timeout)
+            }
+        }
+    }
+}
+
 fn setting_or(settings: &[(String, String)], key: &str, default: &str) -> String {
     settings
         .iter()

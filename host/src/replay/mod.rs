@@ -284,7 +284,22 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Summary> {
             versions: old.versions,
         });
     }
-    let schemas = crate::run::schema_set(&loaded)?;
+    let mut schemas = crate::run::schema_set(&loaded)?;
+    // With [schema_registry], writer schemas are fetched by id on a runtime
+    // of their own (replay itself runs none).
+    let registry_runtime = match &loaded.config.schema_registry {
+        Some(_) => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .context("cannot start the schema registry client's runtime")?,
+        ),
+        None => None,
+    };
+    if let Some(runtime) = &registry_runtime {
+        crate::run::external_reader(&loaded, &mut schemas, runtime.handle().clone())?;
+    }
     let kafka = futures::executor::block_on(Kafka::start(&loaded.config.kafka, &[]))?;
     let consumer = reader(&kafka, args.isolation)?;
     let all = topic_partitions(&consumer, &args.topic)?;

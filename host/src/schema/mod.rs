@@ -3,10 +3,12 @@
 //! **Framing.** Record values use Avro *single-object encoding* (Avro spec
 //! 1.11, "Single object encoding"): the two marker bytes `C3 01`, the 8-byte
 //! little-endian CRC-64-AVRO (Rabin) fingerprint of the writer schema's
-//! canonical form, then the Avro binary datum. A reader that has the same
-//! `.avsc` files (the `schemas/` directory) looks the fingerprint up in its
-//! [`SchemaSet`] and decodes without guessing; an unknown fingerprint is an
-//! error, never a silent mis-decode.
+//! Parsing Canonical Form, then the Avro binary datum; or, per route and
+//! stage output, the Confluent Schema Registry wire format (`00`, a 4-byte
+//! big-endian schema id, the datum). See [`framing`]. A reader that has the
+//! same `.avsc` files (the `schemas/` directory) looks the fingerprint or id
+//! up in its [`SchemaSet`] and decodes without guessing; an unknown one is
+//! an error, never a silent mis-decode.
 //!
 //! **JSON mapping.** Producers POST, and plugins see, the *natural* JSON form
 //! of a record: records are objects, enums are their symbol, maps are
@@ -15,12 +17,16 @@
 //! RFC 3339 string is accepted on input), bytes are strings. Missing fields
 //! with a default take the default.
 
+pub mod framing;
 mod from_json;
 mod guard;
 mod json;
 mod json_doc;
+pub mod registry;
+pub mod registry_client;
 mod to_json;
 
+pub use framing::{CONFLUENT_HEADER_LEN, Frame, HEADER_LEN, MAGIC};
 pub use from_json::Input;
 pub use json::{FieldError, avro_to_json, json_to_avro};
 pub use json_doc::{JsonDoc, JsonKind, JsonNode};
@@ -31,22 +37,26 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use apache_avro::Schema;
-use apache_avro::rabin::Rabin;
 use apache_avro::schema::{Name, ResolvedSchema};
 use apache_avro::types::Value;
 
-/// The two marker bytes that open every single-object-encoded value.
-pub const MAGIC: [u8; 2] = [0xC3, 0x01];
-/// Length of the framing header: marker plus fingerprint.
-pub const HEADER_LEN: usize = 10;
+use crate::config::Framing;
 
 /// A parsed schema with its fingerprint and where it came from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoadedSchema {
     /// The parsed schema.
     pub schema: Schema,
-    /// CRC-64-AVRO fingerprint of the canonical form, as written in frames.
+    /// CRC-64-AVRO fingerprint of the Parsing Canonical Form, as written in
+    /// single-object frames.
     pub fingerprint: [u8; 8],
+    /// The fingerprint earlier Sluice versions wrote (apache-avro's
+    /// canonical form), still accepted on read.
+    pub legacy_fingerprint: [u8; 8],
+    /// The schema's id in the built-in registry (Confluent framing).
+    pub id: u32,
+    single_header: [u8; HEADER_LEN],
+    confluent_header: [u8; CONFLUENT_HEADER_LEN],
     /// The file it was read from.
     pub path: PathBuf,
     /// Named types of the schema, to resolve references while transcoding.
@@ -77,28 +87,100 @@ impl LoadedSchema {
             .iter()
             .map(|(name, schema)| (name.clone(), (*schema).clone()))
             .collect();
-        let bytes = schema.fingerprint::<Rabin>().bytes;
-        let fingerprint: [u8; 8] = bytes
-            .as_slice()
-            .try_into()
-            .context("Rabin fingerprint is not 8 bytes")?;
+        let fingerprint = framing::fingerprint(&schema)?;
+        let legacy_fingerprint = framing::legacy_fingerprint(&schema)?;
+        let id = framing::builtin_id(&fingerprint);
+        let mut single_header = [0u8; HEADER_LEN];
+        single_header[..2].copy_from_slice(&MAGIC);
+        single_header[2..].copy_from_slice(&fingerprint);
+        let mut confluent_header = [framing::CONFLUENT_MAGIC; CONFLUENT_HEADER_LEN];
+        confluent_header[1..].copy_from_slice(&id.to_be_bytes());
         Ok(Self {
             schema,
             fingerprint,
+            legacy_fingerprint,
+            id,
+            single_header,
+            confluent_header,
             path: path.to_path_buf(),
             names,
         })
     }
 
+    /// The header this schema's records carry in `framing`.
+    pub fn header(&self, framing: Framing) -> &[u8] {
+        match framing {
+            Framing::SingleObject => &self.single_header,
+            Framing::Confluent => &self.confluent_header,
+        }
+    }
+
+    /// The schema's JSON text in Parsing Canonical Form (what the built-in
+    /// registry serves).
+    pub fn canonical_form(&self) -> String {
+        framing::canonical_form(&self.schema).unwrap_or_else(|_| self.schema.canonical_form())
+    }
+
+    /// The record's full name, e.g. `dev.sluice.TelemetryEvent`.
+    pub fn full_name(&self) -> Option<String> {
+        match &self.schema {
+            Schema::Record(record) => Some(record.name.fullname(None)),
+            _ => None,
+        }
+    }
+
     /// Encode a datum with this schema and frame it.
     pub fn encode(&self, value: Value) -> anyhow::Result<Vec<u8>> {
+        self.encode_framed(Framing::SingleObject, value)
+    }
+
+    /// Encode a datum with this schema and frame it in `framing`.
+    pub fn encode_framed(&self, framing: Framing, value: Value) -> anyhow::Result<Vec<u8>> {
         let datum = apache_avro::to_avro_datum(&self.schema, value)
             .context("value does not match its schema")?;
-        let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&self.fingerprint);
+        let header = self.header(framing);
+        let mut out = Vec::with_capacity(header.len() + datum.len());
+        out.extend_from_slice(header);
         out.extend_from_slice(&datum);
         Ok(out)
+    }
+
+    /// [`LoadedSchema::encode_json_bytes`] framed in `framing`.
+    pub fn encode_json_bytes_framed(
+        &self,
+        framing: Framing,
+        json: &[u8],
+    ) -> Result<Vec<u8>, FieldError> {
+        let doc = JsonDoc::parse(json).map_err(|e| FieldError {
+            field: String::new(),
+            reason: format!("invalid JSON: {e}"),
+        })?;
+        let mut out = Vec::with_capacity(HEADER_LEN + 256);
+        self.append_encoded_framed(framing, doc.root(), &mut out)?;
+        Ok(out)
+    }
+
+    /// [`LoadedSchema::encode_node`] framed in `framing`.
+    pub fn encode_node_framed(
+        &self,
+        framing: Framing,
+        node: JsonNode<'_>,
+    ) -> Result<Vec<u8>, FieldError> {
+        let mut out = Vec::with_capacity(HEADER_LEN + 256);
+        self.append_encoded_framed(framing, node, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`LoadedSchema::append_encoded`] framed in `framing`.
+    pub fn append_encoded_framed<'a, I: Input<'a>>(
+        &self,
+        framing: Framing,
+        json: I,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FieldError> {
+        let mark = out.len();
+        out.extend_from_slice(self.header(framing));
+        from_json::encode(&self.schema, json, out).inspect_err(|_| out.truncate(mark))
     }
 
     /// Validate natural JSON against the schema and encode it framed.
@@ -134,10 +216,7 @@ impl LoadedSchema {
         json: I,
         out: &mut Vec<u8>,
     ) -> Result<(), FieldError> {
-        let mark = out.len();
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&self.fingerprint);
-        from_json::encode(&self.schema, json, out).inspect_err(|_| out.truncate(mark))
+        self.append_encoded_framed(Framing::SingleObject, json, out)
     }
 
     fn encode_input<'a, I: Input<'a>>(&self, json: I) -> Result<Vec<u8>, FieldError> {
@@ -219,21 +298,28 @@ impl std::io::Read for EofGuard<'_> {
     }
 }
 
-/// Split a framed value into fingerprint and datum.
+/// Split a single-object-framed value into fingerprint and datum.
 pub fn split_frame(bytes: &[u8]) -> anyhow::Result<([u8; 8], &[u8])> {
-    if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
-        bail!("value is not Avro single-object encoded (missing C3 01 marker)");
+    match framing::split(bytes) {
+        Ok((Frame::SingleObject(fingerprint), datum)) => Ok((fingerprint, datum)),
+        _ => bail!("value is not Avro single-object encoded (missing C3 01 marker)"),
     }
-    let mut fingerprint = [0u8; 8];
-    fingerprint.copy_from_slice(&bytes[2..HEADER_LEN]);
-    Ok((fingerprint, &bytes[HEADER_LEN..]))
 }
 
-/// Every schema a host knows, by fingerprint, to decode framed records.
+/// Every schema a host knows, by fingerprint and registry id, to decode
+/// framed records.
 #[derive(Debug, Default, Clone)]
 pub struct SchemaSet {
     by_fingerprint: HashMap<[u8; 8], Arc<LoadedSchema>>,
+    by_id: HashMap<u32, Arc<LoadedSchema>>,
     by_path: HashMap<PathBuf, Arc<LoadedSchema>>,
+    /// How a stage that decodes with this set frames its output records.
+    output_framing: Framing,
+    /// Writer schemas known by registry id beyond the local files.
+    registry: Option<Arc<registry::Registry>>,
+    /// A stage's set: an unknown registry id during a registry outage holds
+    /// the batch (waits) instead of failing the record.
+    hold_on_registry_outage: bool,
 }
 
 impl SchemaSet {
@@ -244,10 +330,144 @@ impl SchemaSet {
             return Ok(found.clone());
         }
         let loaded = Arc::new(LoadedSchema::from_file(path)?);
+        if let Some(same) = self.by_fingerprint.get(&loaded.fingerprint) {
+            // The same schema in another file: one entry.
+            let same = same.clone();
+            self.by_path.insert(key, same.clone());
+            return Ok(same);
+        }
+        if let Some(other) = self.by_id.get(&loaded.id) {
+            bail!(
+                "{} and {} get the same built-in registry id {}; rename a field or the record",
+                loaded.path.display(),
+                other.path.display(),
+                loaded.id
+            );
+        }
         self.by_fingerprint
             .insert(loaded.fingerprint, loaded.clone());
+        self.by_fingerprint
+            .entry(loaded.legacy_fingerprint)
+            .or_insert_with(|| loaded.clone());
+        self.by_id.insert(loaded.id, loaded.clone());
         self.by_path.insert(key, loaded.clone());
         Ok(loaded)
+    }
+
+    /// The same set, for a stage whose output records are framed in
+    /// `framing`. A stage's set waits out registry outages (the batch is
+    /// held) when it meets an unknown schema id.
+    pub fn with_output_framing(&self, framing: Framing) -> Self {
+        let mut set = self.clone();
+        set.output_framing = framing;
+        set.hold_on_registry_outage = true;
+        set
+    }
+
+    /// Drop the built-in registry ids: with an external registry only the
+    /// ids it assigned ([`SchemaSet::assign_id`]) name local schemas.
+    pub fn clear_ids(&mut self) {
+        self.by_id.clear();
+    }
+
+    /// Give the local schema with `fingerprint` the registry id `id` (from an
+    /// external registry), in every map of the set. The schema's `Arc`
+    /// changes: load route schemas from this set afterwards.
+    pub fn assign_id(&mut self, fingerprint: &[u8; 8], id: u32) -> anyhow::Result<()> {
+        let old = self
+            .by_fingerprint
+            .get(fingerprint)
+            .cloned()
+            .context("no such schema in the set")?;
+        let mut new = (*old).clone();
+        new.id = id;
+        new.confluent_header[1..].copy_from_slice(&id.to_be_bytes());
+        let new = Arc::new(new);
+        for value in self
+            .by_fingerprint
+            .values_mut()
+            .chain(self.by_path.values_mut())
+        {
+            if Arc::ptr_eq(value, &old) {
+                *value = new.clone();
+            }
+        }
+        self.by_id.retain(|_, v| !Arc::ptr_eq(v, &old));
+        if let Some(other) = self.by_id.get(&id) {
+            bail!(
+                "registry id {id} names both {} and {}",
+                other.path.display(),
+                new.path.display()
+            );
+        }
+        self.by_id.insert(id, new);
+        Ok(())
+    }
+
+    /// How a stage decoding with this set frames its output.
+    pub fn output_framing(&self) -> Framing {
+        self.output_framing
+    }
+
+    /// Decode Confluent-framed records whose writer schema is not a local
+    /// file through `registry` (resolved to the local schema of the same
+    /// full name).
+    pub fn set_registry(&mut self, registry: Arc<registry::Registry>) {
+        self.registry = Some(registry);
+    }
+
+    /// Decode a Confluent-framed record written with a registered schema
+    /// that is not local: the writer's datum resolved to the reader schema
+    /// (Avro schema resolution), as the reader's natural JSON.
+    fn decode_remote(&self, framed: &[u8]) -> Option<anyhow::Result<(Arc<LoadedSchema>, Vec<u8>)>> {
+        let (Frame::Confluent(id), datum) = framing::split(framed).ok()? else {
+            return None;
+        };
+        if self.by_id.contains_key(&id) {
+            return None;
+        }
+        let remote = match self
+            .registry
+            .as_ref()?
+            .fetched(id, self.hold_on_registry_outage)
+        {
+            Ok(Some(remote)) => remote,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        Some((|| {
+            let reader = remote.reader.clone().with_context(|| {
+                format!(
+                    "schema {id} (registered) has no local schema of the same full name to be \
+                     read as; add its .avsc to the schema set"
+                )
+            })?;
+            guard::check(&remote.writer, datum)
+                .map_err(anyhow::Error::msg)
+                .context("bytes are not a valid Avro datum for their registered schema")?;
+            let mut input = EofGuard {
+                rest: datum,
+                past_end: false,
+            };
+            let value =
+                apache_avro::from_avro_datum(&remote.writer, &mut input, Some(&reader.schema))
+                    .with_context(|| {
+                        format!(
+                            "cannot read schema {id}'s record as {}",
+                            reader.path.display()
+                        )
+                    })?;
+            if input.past_end || !input.rest.is_empty() {
+                bail!("the datum does not end where its schema {id} does");
+            }
+            let json = serde_json::to_vec(&avro_to_json(&value)?)?;
+            Ok((reader, json))
+        })())
+    }
+
+    /// The schema with this registry id.
+    pub fn by_id(&self, id: u32) -> Option<&Arc<LoadedSchema>> {
+        self.by_id.get(&id)
     }
 
     /// Load every `.avsc` file in a directory.
@@ -263,9 +483,27 @@ impl SchemaSet {
         Ok(())
     }
 
-    /// Every schema in the set, in no particular order.
+    /// Every schema in the set, once each, in no particular order.
     pub fn schemas(&self) -> impl Iterator<Item = &Arc<LoadedSchema>> {
-        self.by_fingerprint.values()
+        let mut all: Vec<&Arc<LoadedSchema>> = Vec::with_capacity(self.by_path.len());
+        for schema in self.by_path.values() {
+            if !all.iter().any(|s| Arc::ptr_eq(s, schema)) {
+                all.push(schema);
+            }
+        }
+        all.into_iter()
+    }
+
+    /// True when `framed` was written with `schema` itself (not a registered
+    /// writer schema resolved to it).
+    pub fn written_with(framed: &[u8], schema: &LoadedSchema) -> bool {
+        match framing::split(framed) {
+            Ok((Frame::SingleObject(fp), _)) => {
+                fp == schema.fingerprint || fp == schema.legacy_fingerprint
+            }
+            Ok((Frame::Confluent(id), _)) => id == schema.id,
+            Err(_) => false,
+        }
     }
 
     /// The schema with this fingerprint.
@@ -275,19 +513,16 @@ impl SchemaSet {
 
     /// Decode a framed record value into its schema and Avro value.
     pub fn decode(&self, bytes: &[u8]) -> anyhow::Result<(Arc<LoadedSchema>, Value)> {
-        let (fingerprint, datum) = split_frame(bytes)?;
-        let schema = self.get(&fingerprint).with_context(|| {
-            format!(
-                "no known schema has fingerprint {}; add its .avsc to the schema set",
-                hex(&fingerprint)
-            )
-        })?;
+        let (schema, datum) = self.resolve(bytes)?;
         Ok((schema.clone(), schema.decode_datum(datum)?))
     }
 
     /// Decode a framed record value to its schema and natural JSON bytes in
     /// one pass (no Avro or JSON tree; see [`LoadedSchema::datum_to_json`]).
     pub fn decode_to_json(&self, framed: &[u8]) -> anyhow::Result<(Arc<LoadedSchema>, Vec<u8>)> {
+        if let Some(remote) = self.decode_remote(framed) {
+            return remote;
+        }
         let (schema, datum) = self.resolve(framed)?;
         let json = schema.datum_to_json(datum)?;
         Ok((schema.clone(), json))
@@ -305,15 +540,23 @@ impl SchemaSet {
         Ok(schema)
     }
 
-    /// The schema of a framed value and its datum.
+    /// The schema of a framed value (either framing) and its datum.
     pub fn resolve<'b>(&self, framed: &'b [u8]) -> anyhow::Result<(&Arc<LoadedSchema>, &'b [u8])> {
-        let (fingerprint, datum) = split_frame(framed)?;
-        let schema = self.get(&fingerprint).with_context(|| {
-            format!(
-                "no known schema has fingerprint {}; add its .avsc to the schema set",
-                hex(&fingerprint)
-            )
-        })?;
+        let (frame, datum) = framing::split(framed)?;
+        let schema = match frame {
+            Frame::SingleObject(fingerprint) => self.get(&fingerprint).with_context(|| {
+                format!(
+                    "no known schema has fingerprint {}; add its .avsc to the schema set",
+                    hex(&fingerprint)
+                )
+            })?,
+            Frame::Confluent(id) => self.by_id(id).with_context(|| {
+                format!(
+                    "no known schema has registry id {id}; add its .avsc to the schema set or \
+                     configure [schema_registry]"
+                )
+            })?,
+        };
         Ok((schema, datum))
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Headers};
 
+use crate::config::Framing;
 use crate::runtime::bindings::{Event, Header, Origin};
 use crate::runtime::{Failure, Item};
 use crate::schema::{LoadedSchema, SchemaSet};
@@ -36,12 +37,20 @@ struct Consumed {
     headers: Vec<(String, Vec<u8>)>,
     timestamp: Option<i64>,
     schema: Option<Arc<LoadedSchema>>,
+    /// Where the datum starts in `value`, when its framing differs from the
+    /// output framing (the record is re-framed on output).
+    reframe: Option<usize>,
+    /// Written with a registered schema and read as `schema`: re-encoded
+    /// with `schema` on output, changed or not.
+    resolved: bool,
 }
 
 /// Records read from Kafka for one round of the chain.
 #[derive(Default)]
 pub struct Batch {
     records: Vec<Consumed>,
+    /// Framing of output records (the decoding set's output framing).
+    framing: Framing,
 }
 
 impl Batch {
@@ -49,6 +58,7 @@ impl Batch {
     pub fn with_capacity(n: usize) -> Self {
         Self {
             records: Vec::with_capacity(n),
+            framing: Framing::default(),
         }
     }
 
@@ -80,6 +90,8 @@ impl Batch {
             headers,
             timestamp: message.timestamp().to_millis(),
             schema: None,
+            reframe: None,
+            resolved: false,
         });
     }
 
@@ -101,14 +113,23 @@ impl Batch {
 
     /// Decode every record's Avro value to the JSON plugins read, once.
     /// Undecodable records come back as failures (for the dead-letter topic).
+    /// Records are read in either framing; output records are framed as
+    /// `schemas.output_framing()` says.
     pub fn decode(&mut self, schemas: &SchemaSet) -> (Vec<(usize, Event)>, Vec<Failure>) {
         let mut events = Vec::with_capacity(self.records.len());
         let mut failures = Vec::new();
+        self.framing = schemas.output_framing();
         for (index, record) in self.records.iter_mut().enumerate() {
             // One pass from the Avro datum to JSON bytes, no value trees.
             let decoded = schemas.decode_to_json(&record.value);
             match decoded {
                 Ok((schema, json)) => {
+                    record.resolved = !SchemaSet::written_with(&record.value, &schema);
+                    let header = schema.header(self.framing);
+                    record.reframe = (!record.value.starts_with(header))
+                        .then(|| crate::schema::framing::split(&record.value).ok())
+                        .flatten()
+                        .map(|(_, datum)| record.value.len() - datum.len());
                     record.schema = Some(schema);
                     events.push((index, event_of(record, json)));
                 }
@@ -134,8 +155,8 @@ impl Batch {
         versions: &str,
     ) -> Result<Record, Failure> {
         let input = &self.records[source];
-        let value = if item.changed {
-            reencode(input, &item.event.value).map_err(|error| {
+        let value = if item.changed || input.resolved {
+            reencode(input, &item.event.value, self.framing).map_err(|error| {
                 let (plugin, version) = item.changed_by.as_deref().cloned().unwrap_or_default();
                 Failure {
                     source,
@@ -144,6 +165,14 @@ impl Batch {
                     error,
                 }
             })?
+        } else if let (Some(start), Some(schema)) = (input.reframe, &input.schema) {
+            // Unchanged, but framed otherwise than the output: the same
+            // datum under the output's header.
+            let header = schema.header(self.framing);
+            let mut value = Vec::with_capacity(header.len() + input.value.len() - start);
+            value.extend_from_slice(header);
+            value.extend_from_slice(&input.value[start..]);
+            value
         } else {
             input.value.clone()
         };
@@ -208,13 +237,13 @@ impl Batch {
     }
 }
 
-fn reencode(input: &Consumed, json: &[u8]) -> Result<Vec<u8>, String> {
+fn reencode(input: &Consumed, json: &[u8], framing: Framing) -> Result<Vec<u8>, String> {
     let schema = input
         .schema
         .as_ref()
         .ok_or_else(|| "input record has no schema".to_string())?;
     // Validated and encoded in one pass from the plugin's JSON bytes.
-    schema.encode_json_bytes(json).map_err(|e| {
+    schema.encode_json_bytes_framed(framing, json).map_err(|e| {
         format!(
             "plugin output does not match schema {}: {e}",
             schema.path.display()

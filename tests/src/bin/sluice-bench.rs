@@ -137,6 +137,9 @@ struct Load {
 
 /// Send `requests` through `concurrency` connections; returns the rate of
 /// `unit`s (events) per second and request latency percentiles.
+/// POST every body (URL, content type, body, events in it) with
+/// `concurrency` requests in flight. A content type `TYPE|CODING` sends
+/// `Content-Type: TYPE` and `Content-Encoding: CODING`.
 async fn http_load(
     bodies: Vec<(String, &'static str, Vec<u8>, usize)>,
     concurrency: usize,
@@ -155,9 +158,15 @@ async fn http_load(
             let errors = errors.clone();
             async move {
                 let t = Instant::now();
-                let ok = client
-                    .post(url)
-                    .header("content-type", content_type)
+                let (content_type, coding) = match content_type.split_once('|') {
+                    Some((t, c)) => (t, Some(c)),
+                    None => (content_type, None),
+                };
+                let mut request = client.post(url).header("content-type", content_type);
+                if let Some(coding) = coding {
+                    request = request.header("content-encoding", coding);
+                }
+                let ok = request
                     .body(body)
                     .send()
                     .await
@@ -262,6 +271,88 @@ async fn ingest(scale: f64) -> anyhow::Result<()> {
         single.per_second / raw
     );
     drop(sluice);
+
+    // Issue 14: the same batch load with Confluent framing, with zstd
+    // producer compression, and with gzip-compressed request bodies (each
+    // on a host and topic of its own).
+    let ndjson: Vec<Vec<u8>> = events
+        .chunks(500)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|e| format!("{e}\n"))
+                .collect::<String>()
+                .into_bytes()
+        })
+        .collect();
+    let gzipped: Vec<Vec<u8>> = ndjson
+        .iter()
+        .map(|body| {
+            use std::io::Write as _;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(body)?;
+            e.finish()
+        })
+        .collect::<Result<_, _>>()?;
+    let raw_bytes: usize = ndjson.iter().map(Vec::len).sum();
+    let gzip_bytes: usize = gzipped.iter().map(Vec::len).sum();
+    for (label, topic, route_extra, gzip) in [
+        (
+            "confluent framing",
+            "bench.confluent",
+            "framing = \"confluent\"",
+            false,
+        ),
+        (
+            "zstd producer compression",
+            "bench.zstd",
+            "compression = \"zstd\"",
+            false,
+        ),
+        (
+            "lz4 producer compression (default)",
+            "bench.lz4",
+            "compression = \"lz4\"",
+            false,
+        ),
+        ("gzip request bodies", "bench.gzip", "", true),
+    ] {
+        broker.create_topic(topic, 3)?;
+        let port = free_port();
+        let config = format!(
+            "[kafka]\nbrokers = \"{}\"\n[ingest]\nlisten = \"127.0.0.1:{port}\"\nmax_in_flight = 1000000\n[[ingest.route]]\ntopic = \"{topic}\"\nschema = \"{{schemas}}/telemetry_event.avsc\"\n{route_extra}\n",
+            broker.bootstrap()
+        );
+        let sluice = Sluice::start(&config, port)?;
+        let url = format!("{}/v1/events/batch", sluice.url);
+        let bodies: Vec<_> = events
+            .chunks(500)
+            .zip(if gzip { &gzipped } else { &ndjson })
+            .map(|(chunk, body)| {
+                let content_type = if gzip {
+                    "application/x-ndjson|gzip"
+                } else {
+                    "application/x-ndjson"
+                };
+                (url.clone(), content_type, body.clone(), chunk.len())
+            })
+            .collect();
+        let load = http_load(bodies, 8).await?;
+        println!(
+            "sluice    batch POST, {label:<36} {:>10.0} events/s  p50 {:.1} ms  p99 {:.1} ms  errors {}  ratio {:.2}x raw{}",
+            load.per_second,
+            load.p50_ms,
+            load.p99_ms,
+            load.errors,
+            load.per_second / raw,
+            if gzip {
+                format!("  (bodies {raw_bytes} B -> {gzip_bytes} B gzip)")
+            } else {
+                String::new()
+            }
+        );
+        drop(sluice);
+    }
     Ok(())
 }
 
