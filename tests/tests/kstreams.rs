@@ -471,28 +471,39 @@ fn rabin(text: &str) -> [u8; 8] {
     fp.to_le_bytes()
 }
 
-/// Pins the finding in `tests/kstreams/README.md`: Sluice's frames carry the
-/// fingerprint of a canonical form with `{"type":"long"}` for `occurred_at`
-/// (apache-avro 0.21), not the spec's `"long"`. RulesApp accepts both.
+/// Sluice's frames carry the spec's CRC-64-AVRO fingerprint of the Parsing
+/// Canonical Form (`"long"` for `occurred_at`), the one Java's Avro computes
+/// (`992cbb51b7198644`), since issue 14; before, apache-avro 0.21's form
+/// (`{"type":"long"}`) gave `fc76b44391bb6801`, which Sluice still reads.
+/// RulesApp accepts the standard one and the one it is given.
 #[test]
-fn sluice_frames_carry_a_non_standard_fingerprint() -> anyhow::Result<()> {
+fn sluice_frames_carry_the_standard_fingerprint() -> anyhow::Result<()> {
     let spec = r#"{"name":"dev.sluice.TelemetryEvent","type":"record","fields":[{"name":"event_id","type":"string"},{"name":"type","type":"string"},{"name":"source","type":"string"},{"name":"entity_id","type":"string"},{"name":"occurred_at","type":"long"},{"name":"severity","type":{"name":"dev.sluice.Severity","type":"enum","symbols":["DEBUG","INFO","WARN","ERROR","FATAL"]}},{"name":"attributes","type":{"type":"map","values":"string"}},{"name":"trace_id","type":["null","string"]}]}"#;
-    let apache_avro = spec.replace(
+    let legacy_form = spec.replace(
         r#""occurred_at","type":"long""#,
         r#""occurred_at","type":{"type":"long"}"#,
     );
     let schema = schema();
-    assert_eq!(schema.fingerprint, rabin(&apache_avro));
-    assert_ne!(schema.fingerprint, rabin(spec));
-    assert_eq!(kstreams::sluice_fingerprint()?, "fc76b44391bb6801");
+    assert_eq!(schema.fingerprint, rabin(spec));
+    assert_ne!(schema.fingerprint, rabin(&legacy_form));
+    assert_eq!(kstreams::sluice_fingerprint()?, "992cbb51b7198644");
+    let legacy = rabin(&legacy_form);
+    assert_eq!(
+        legacy
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        "fc76b44391bb6801"
+    );
 
-    // The same datum framed with the spec's fingerprint is accepted too, and
-    // its output keeps that header.
+    // Sluice's own frames (now standard) and the same datum framed with the
+    // spec's fingerprint are both accepted, and the output keeps the header.
     let framed = schema
         .encode_json(&chain_event(1))
         .map_err(anyhow::Error::msg)?;
     let mut standard = framed.clone();
     standard[2..10].copy_from_slice(&rabin(spec));
+    assert_eq!(standard, framed, "Sluice writes the standard fingerprint");
     let mut unknown = framed.clone();
     unknown[2] ^= 0xff;
     let app = kstreams::build()?;
