@@ -90,6 +90,13 @@ impl Kafka {
         role: &'static str,
         delivery_timeout: Duration,
     ) -> anyhow::Result<Producer> {
+        Producer::new(role, self.idempotent_config(delivery_timeout))
+    }
+
+    /// Settings every producer of the host shares: idempotent, `acks=all`,
+    /// deliveries failing after `delivery_timeout`, and the batching and
+    /// compression defaults (which `[kafka.client]` may override).
+    fn idempotent_config(&self, delivery_timeout: Duration) -> ClientConfig {
         let mut config = self.client_config();
         config
             .set("enable.idempotence", "true")
@@ -107,7 +114,7 @@ impl Kafka {
                 "compression.type",
                 setting_or(&self.settings, "compression.type", "lz4"),
             );
-        Producer::new(role, config)
+        config
     }
 
     /// A transactional producer (idempotent, `acks=all`) with the id
@@ -120,30 +127,12 @@ impl Kafka {
         transaction_timeout: Duration,
         delivery_timeout: Duration,
     ) -> anyhow::Result<TransactionalProducer> {
-        let mut config = self.client_config();
         // librdkafka requires message.timeout.ms <= transaction.timeout.ms.
-        let message_timeout = delivery_timeout.min(transaction_timeout);
-        config
-            .set("transactional.id", &transactional_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set(
-                "transaction.timeout.ms",
-                transaction_timeout.as_millis().to_string(),
-            )
-            .set(
-                "message.timeout.ms",
-                message_timeout.as_millis().to_string(),
-            )
-            .set("linger.ms", setting_or(&self.settings, "linger.ms", "2"))
-            .set(
-                "queue.buffering.max.messages",
-                setting_or(&self.settings, "queue.buffering.max.messages", "1000000"),
-            )
-            .set(
-                "compression.type",
-                setting_or(&self.settings, "compression.type", "lz4"),
-            );
+        let mut config = self.idempotent_config(delivery_timeout.min(transaction_timeout));
+        config.set("transactional.id", &transactional_id).set(
+            "transaction.timeout.ms",
+            transaction_timeout.as_millis().to_string(),
+        );
         TransactionalProducer::new(config, transactional_id)
     }
 

@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use backon::BackoffBuilder;
 use rdkafka::consumer::{Consumer, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureRecord, Producer as _};
+use rdkafka::producer::Producer as _;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::output::headers;
+use super::output::future_record;
 use super::rebalance::{RevokeHook, StageConsumer};
 use super::{MAX_RETRY_DELAY, Record, Stage, retry_delays};
 use crate::admin::{StageState, StatusBoard};
@@ -104,14 +104,7 @@ impl Transactions {
         }
         let producer = self.producer.producer();
         for record in records {
-            let mut future = FutureRecord::to(&record.topic).payload(&record.value);
-            if let Some(key) = &record.key {
-                future = future.key(key);
-            }
-            if let Some(ts) = record.timestamp {
-                future = future.timestamp(ts);
-            }
-            future = future.headers(headers(&record.headers));
+            let mut future = future_record(record);
             loop {
                 match producer.send_result(future) {
                     // Delivery is checked by commit_transaction, which fails

@@ -87,15 +87,9 @@ impl Output {
         let deliveries = records
             .iter()
             .map(|record| {
-                let mut future = FutureRecord::to(&record.topic).payload(&record.value);
-                if let Some(key) = &record.key {
-                    future = future.key(key);
-                }
-                if let Some(ts) = record.timestamp {
-                    future = future.timestamp(ts);
-                }
-                future = future.headers(headers(&record.headers));
-                producer.send_result(future).map_err(|(e, _)| e)
+                producer
+                    .send_result(future_record(record))
+                    .map_err(|(e, _)| e)
             })
             .collect();
         crate::metrics::producer_queue_depth("stage", producer.in_flight_count());
@@ -177,8 +171,21 @@ impl Output {
     }
 }
 
+/// The librdkafka record for `record`: topic, key, value, timestamp and
+/// headers.
+pub fn future_record(record: &Record) -> FutureRecord<'_, Vec<u8>, Vec<u8>> {
+    let mut future = FutureRecord::to(&record.topic).payload(&record.value);
+    if let Some(key) = &record.key {
+        future = future.key(key);
+    }
+    if let Some(ts) = record.timestamp {
+        future = future.timestamp(ts);
+    }
+    future.headers(headers(&record.headers))
+}
+
 /// Librdkafka headers for a record's header pairs.
-pub fn headers(pairs: &[(String, Vec<u8>)]) -> OwnedHeaders {
+fn headers(pairs: &[(String, Vec<u8>)]) -> OwnedHeaders {
     pairs
         .iter()
         .fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (k, v)| {
