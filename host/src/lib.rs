@@ -2,6 +2,7 @@
 //! module per concern so tests and benchmarks can use the parts directly.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod ingest;
 pub mod kafka;

@@ -10,12 +10,13 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 
-use crate::admin::{self, AdminState, StageState, StatusBoard};
+use crate::admin::{self, AdminState};
 use crate::config::LoadedConfig;
 use crate::ingest::Ingest;
 use crate::kafka::{BrokerHealth, Kafka};
 use crate::schema::SchemaSet;
 use crate::stage::Stage;
+use crate::stage::{StageState, StatusBoard};
 
 /// Every topic the configuration names.
 pub fn topics(loaded: &LoadedConfig) -> Vec<String> {

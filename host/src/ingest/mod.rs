@@ -209,17 +209,14 @@ impl Ingest {
         if self.api_keys.is_empty() {
             return Ok(());
         }
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+        let presented = crate::auth::bearer(headers)
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
         match presented {
             Some(key)
                 if self
                     .api_keys
                     .iter()
-                    .any(|k| constant_time_eq(k.as_bytes(), key.trim().as_bytes())) =>
+                    .any(|k| crate::auth::secret_matches(k, key)) =>
             {
                 Ok(())
             }
@@ -493,11 +490,6 @@ impl Ingest {
             }
         }
     }
-}
-
-/// Compare secrets without an early exit that would leak the match length.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(serde::Serialize)]

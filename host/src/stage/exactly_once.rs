@@ -28,10 +28,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::output::future_record;
 use super::rebalance::{RevokeHook, StageConsumer};
 use super::{MAX_RETRY_DELAY, Record, Stage, retry_delays};
-use crate::admin::{StageState, StatusBoard};
 use crate::kafka::{
     TRANSACTION_CALL_TIMEOUT, TransactionalProducer, TxnErrorKind, classify_txn_error,
 };
+use crate::stage::{StageState, StatusBoard};
 
 /// How often a retriable transactional call is tried before the
 /// transaction is aborted instead.

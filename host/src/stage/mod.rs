@@ -25,10 +25,12 @@ mod exactly_once;
 mod lag;
 mod output;
 mod rebalance;
+mod status;
 
 pub use batch::{Batch, Record};
 pub use dead_letter::HEADER_PREFIX;
 pub use rebalance::Partition;
+pub use status::{STUCK_AFTER, StageState, StatusBoard};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,7 +46,6 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use self::exactly_once::{CommitBeforeRevoke, SharedTransactions, Transactions};
 use self::output::{InFlight, InFlightSlot, Output, Prepared};
 use self::rebalance::{RevokeHook, StageConsumer, StageContext};
-use crate::admin::{StageState, StatusBoard};
 use crate::config::{Delivery, LoadedConfig, StageConfig};
 use crate::kafka::Kafka;
 use crate::runtime::bindings::Event;

@@ -14,8 +14,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 
 use super::batch::{Batch, Record};
 use super::{MAX_RETRY_DELAY, retry_delays};
-use crate::admin::{StageState, StatusBoard};
 use crate::kafka::Producer;
+use crate::stage::{StageState, StatusBoard};
 
 /// A stage's at-least-once producer.
 pub struct Output {

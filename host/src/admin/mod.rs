@@ -2,9 +2,8 @@
 //! bearer-protected `/admin` API (the plugin store, topic tails).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -15,90 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
 use crate::kafka::BrokerHealth;
-
-/// What a stage reports about itself for `/readyz` and the admin API.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum StageState {
-    /// Joining its consumer group and loading plugins.
-    Starting,
-    /// Consuming and processing.
-    Running,
-    /// Retrying a batch the chain or sink could not finish (e.g. the
-    /// database is down); consumption paused, nothing committed.
-    Retrying,
-    /// Stopped on shutdown after committing its last batch.
-    Stopped,
-}
-
-/// The shared board where stages post their state.
-#[derive(Debug, Clone, Default)]
-pub struct StatusBoard {
-    stages: Arc<RwLock<BTreeMap<String, (StageState, String)>>>,
-    beats: Arc<RwLock<BTreeMap<String, Instant>>>,
-    assignments: Arc<RwLock<BTreeMap<String, Vec<crate::stage::Partition>>>>,
-    draining: Arc<AtomicBool>,
-}
-
-/// A running stage whose thread has not shown progress for this long is
-/// reported stuck, and `/readyz` fails (e.g. a call that never returns).
-pub const STUCK_AFTER: Duration = Duration::from_secs(60);
-
-impl StatusBoard {
-    /// Mark the host as shutting down: `/readyz` answers 503 from now on.
-    pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-
-    /// True once shutdown began.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    /// Record a stage's state with a human-readable detail.
-    pub fn set(&self, stage: &str, state: StageState, detail: impl Into<String>) {
-        if let Ok(mut stages) = self.stages.write() {
-            stages.insert(stage.to_string(), (state, detail.into()));
-        }
-        self.beat(stage);
-    }
-
-    /// Record that a stage's thread is making progress (called every poll
-    /// loop and every retry).
-    pub fn beat(&self, stage: &str) {
-        if let Ok(mut beats) = self.beats.write() {
-            beats.insert(stage.to_string(), Instant::now());
-        }
-    }
-
-    /// Record the partitions a stage's consumer holds now.
-    pub fn set_assignment(&self, stage: &str, partitions: Vec<crate::stage::Partition>) {
-        if let Ok(mut assignments) = self.assignments.write() {
-            assignments.insert(stage.to_string(), partitions);
-        }
-    }
-
-    /// The partitions `stage` holds, as last reported.
-    pub fn assignment(&self, stage: &str) -> Vec<crate::stage::Partition> {
-        self.assignments
-            .read()
-            .ok()
-            .and_then(|a| a.get(stage).cloned())
-            .unwrap_or_default()
-    }
-
-    /// How long ago `stage` last showed progress.
-    pub fn quiet_for(&self, stage: &str) -> Option<Duration> {
-        self.beats
-            .read()
-            .ok()
-            .and_then(|b| b.get(stage).map(Instant::elapsed))
-    }
-
-    fn snapshot(&self) -> BTreeMap<String, (StageState, String)> {
-        self.stages.read().map(|s| s.clone()).unwrap_or_default()
-    }
-}
+use crate::stage::{STUCK_AFTER, StageState, StatusBoard};
 
 /// State behind the operator endpoints.
 #[derive(Clone)]
@@ -119,7 +35,7 @@ pub struct AdminState {
 }
 
 /// The OpenAPI 3.1 document of the HTTP API (`docs/openapi.json`).
-pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 /// `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/admin`.
 pub fn router(state: AdminState) -> Router {
@@ -243,10 +159,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 
 /// `None` when the request carries the admin token, else the answer to send.
 fn rejection(state: &AdminState, headers: &axum::http::HeaderMap) -> Option<Response> {
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let presented = crate::auth::bearer(headers);
     match (&state.token, presented) {
         (None, _) => Some(
             (
@@ -254,7 +167,7 @@ fn rejection(state: &AdminState, headers: &axum::http::HeaderMap) -> Option<Resp
             axum::Json(serde_json::json!({"error": "admin_disabled", "message": "set [admin] token to enable /admin"})),
         )
             .into_response()),
-        (Some(token), Some(given)) if crate::ingest::constant_time_eq(token.as_bytes(), given.trim().as_bytes()) => None,
+        (Some(token), Some(given)) if crate::auth::secret_matches(token, given) => None,
         _ => Some(
             (
             StatusCode::UNAUTHORIZED,
