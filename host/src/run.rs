@@ -184,6 +184,30 @@ pub async fn run_until(
     loaded: LoadedConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mut host = start(loaded).await?;
+    host.serve(shutdown).await?;
+    host.drain().await
+}
+
+/// A started host: what [`Host::drain`] stops, in order.
+struct Host {
+    loaded: LoadedConfig,
+    kafka: Kafka,
+    board: StatusBoard,
+    /// Tells stage threads to finish their batch and stop.
+    stop: Arc<AtomicBool>,
+    stage_threads: Vec<std::thread::JoinHandle<()>>,
+    ingest: Option<Arc<Ingest>>,
+    plugins: Option<Arc<crate::plugins::PluginService>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Closes the HTTP listener at the end of the drain.
+    close: tokio::sync::watch::Sender<bool>,
+}
+
+/// Start everything the configuration enables: the broker connection,
+/// schemas and registry, the plugin store, stages, ingest and the HTTP
+/// listener.
+async fn start(loaded: LoadedConfig) -> anyhow::Result<Host> {
     let config = &loaded.config;
     let metrics = match crate::metrics::install() {
         Ok(handle) => Some(handle),
@@ -271,6 +295,7 @@ pub async fn run_until(
         Some((_, health)) => health.clone(),
         None => BrokerHealth::watch(kafka.reader()?, Duration::from_secs(1))?,
     };
+    let ingest = ingest.map(|(ingest, _)| ingest);
     let token = config
         .admin
         .token
@@ -293,7 +318,7 @@ pub async fn run_until(
         admin_router
     };
     let (router, listen) = match (&ingest, &config.ingest, &config.admin.listen) {
-        (Some((ingest, _)), Some(ingest_config), _) => (
+        (Some(ingest), Some(ingest_config), _) => (
             Some(ingest.clone().router().merge(admin_router)),
             Some(ingest_config.listen.get_ref().clone()),
         ),
@@ -303,98 +328,131 @@ pub async fn run_until(
 
     // The HTTP listener stays open through the drain: ingest answers 503
     // and `/readyz` 503 until everything is flushed and committed.
-    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
-    let mut server = match (router, listen) {
+    let (close, close_rx) = tokio::sync::watch::channel(false);
+    let server = match (router, listen) {
         (Some(router), Some(listen)) => {
             Some(tokio::spawn(serve(bind(&listen).await?, router, close_rx)))
         }
         _ => None,
     };
-    match &mut server {
-        Some(handle) => {
-            tokio::select! {
-                () = shutdown => {}
-                result = handle => {
-                    // The server ended without a signal: that is a failure.
-                    stop.store(true, Ordering::SeqCst);
-                    return match result {
-                        Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
-                        Ok(Err(e)) => Err(e),
-                        Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
-                    };
+    Ok(Host {
+        loaded,
+        kafka,
+        board,
+        stop,
+        stage_threads,
+        ingest,
+        plugins,
+        server,
+        close,
+    })
+}
+
+impl Host {
+    /// Serve until `shutdown` completes. An HTTP server that ends on its own
+    /// is a failure: the stages are told to stop and the error returned.
+    async fn serve(&mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Some(handle) = &mut self.server else {
+            shutdown.await;
+            return Ok(());
+        };
+        tokio::select! {
+            () = shutdown => Ok(()),
+            result = handle => {
+                self.stop.store(true, Ordering::SeqCst);
+                match result {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
                 }
             }
         }
-        None => shutdown.await,
     }
 
-    let bound = Duration::from_millis(config.shutdown.timeout_ms);
-    let linger = Duration::from_millis(config.shutdown.linger_ms);
-    let signalled = tokio::time::Instant::now();
-    let deadline = signalled + bound;
-    tracing::info!(
-        timeout_ms = config.shutdown.timeout_ms,
-        "shutting down: ingest answers 503; draining ingest and stages"
-    );
-    board.set_draining();
-    // Stages finish the batch in flight, commit it and stop, while ingest
-    // settles the requests it accepted and flushes its producer.
-    stop.store(true, Ordering::SeqCst);
-    let ingest_drained = async {
-        match &ingest {
-            Some((ingest, _)) => ingest.drain(deadline).await,
-            None => true,
-        }
-    };
-    let stages_stopped = async {
-        while !stage_threads
-            .iter()
-            .all(std::thread::JoinHandle::is_finished)
-        {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
-    };
-    let (ingest_ok, stages_ok) = tokio::join!(ingest_drained, stages_stopped);
-    tokio::time::sleep_until(signalled + linger).await;
-    let _ = close_tx.send(true);
-    if let Some(server) = server {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left.max(Duration::from_millis(100)), server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server failed while closing"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-            Err(_) => tracing::warn!("HTTP connections still open at the drain bound"),
-        }
-    }
-    for thread in stage_threads {
-        if thread.is_finished() {
-            let _ = thread.join();
-        }
-    }
-    if let Some(plugins) = &plugins {
-        plugins.stop();
-    }
-    drop(kafka);
-    if !(ingest_ok && stages_ok) {
-        anyhow::bail!(
-            "shutdown did not finish within shutdown.timeout_ms = {} ({}); work not committed is read again after a restart",
-            config.shutdown.timeout_ms,
-            match (ingest_ok, stages_ok) {
-                (false, false) => "ingest and stages",
-                (false, true) => "ingest acknowledgements",
-                _ => "stages",
-            }
+    /// Drain within `shutdown.timeout_ms`: ingest answers 503 and settles
+    /// what it accepted, stages commit their batch in flight and stop, then
+    /// the listener closes (after `shutdown.linger_ms`).
+    async fn drain(self) -> anyhow::Result<()> {
+        let Host {
+            loaded,
+            kafka,
+            board,
+            stop,
+            stage_threads,
+            ingest,
+            plugins,
+            server,
+            close,
+        } = self;
+        let config = &loaded.config;
+        let bound = Duration::from_millis(config.shutdown.timeout_ms);
+        let linger = Duration::from_millis(config.shutdown.linger_ms);
+        let signalled = tokio::time::Instant::now();
+        let deadline = signalled + bound;
+        tracing::info!(
+            timeout_ms = config.shutdown.timeout_ms,
+            "shutting down: ingest answers 503; draining ingest and stages"
         );
+        board.set_draining();
+        // Stages finish the batch in flight, commit it and stop, while ingest
+        // settles the requests it accepted and flushes its producer.
+        stop.store(true, Ordering::SeqCst);
+        let ingest_drained = async {
+            match &ingest {
+                Some(ingest) => ingest.drain(deadline).await,
+                None => true,
+            }
+        };
+        let stages_stopped = async {
+            while !stage_threads
+                .iter()
+                .all(std::thread::JoinHandle::is_finished)
+            {
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            true
+        };
+        let (ingest_ok, stages_ok) = tokio::join!(ingest_drained, stages_stopped);
+        tokio::time::sleep_until(signalled + linger).await;
+        let _ = close.send(true);
+        if let Some(server) = server {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left.max(Duration::from_millis(100)), server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server failed while closing"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+                Err(_) => tracing::warn!("HTTP connections still open at the drain bound"),
+            }
+        }
+        for thread in stage_threads {
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+        if let Some(plugins) = &plugins {
+            plugins.stop();
+        }
+        drop(kafka);
+        if !(ingest_ok && stages_ok) {
+            anyhow::bail!(
+                "shutdown did not finish within shutdown.timeout_ms = {} ({}); work not committed is read again after a restart",
+                config.shutdown.timeout_ms,
+                match (ingest_ok, stages_ok) {
+                    (false, false) => "ingest and stages",
+                    (false, true) => "ingest acknowledgements",
+                    _ => "stages",
+                }
+            );
+        }
+        tracing::info!(
+            elapsed_ms = signalled.elapsed().as_millis() as u64,
+            "sluice stopped"
+        );
+        Ok(())
     }
-    tracing::info!(
-        elapsed_ms = signalled.elapsed().as_millis() as u64,
-        "sluice stopped"
-    );
-    Ok(())
 }
 
 async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
