@@ -185,13 +185,17 @@ pub(crate) trait Step {
     ) -> Vec<Result<Outcome, String>>;
 }
 
+/// One call of a plugin on a batch: an outcome per event, or why the whole
+/// batch failed (a trap, a timeout, the plugin's own batch error).
+pub(crate) type PluginCall<'a> = dyn FnMut(&[Event]) -> Result<Vec<Outcome>, String> + 'a;
+
 /// Outcomes for `batch`, isolating events that make `call` fail: `retries`
 /// more attempts on the whole batch, then halving until each failing event
 /// is alone (its error is the last one seen).
 pub(crate) fn isolate(
     batch: &[Event],
     retries: u32,
-    call: &mut dyn FnMut(&[Event]) -> Result<Vec<Outcome>, String>,
+    call: &mut PluginCall<'_>,
 ) -> Vec<Result<Outcome, String>> {
     let mut last_error = String::new();
     for _ in 0..=retries {

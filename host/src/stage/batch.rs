@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rdkafka::Message;
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::Headers;
 
 use crate::config::Framing;
 use crate::runtime::bindings::{Event, Header, Origin};
@@ -62,8 +62,8 @@ impl Batch {
         }
     }
 
-    /// Add a consumed message.
-    pub fn push(&mut self, message: &BorrowedMessage<'_>) {
+    /// Add a consumed message (borrowed from the consumer, or owned).
+    pub fn push<M: Message>(&mut self, message: &M) {
         let headers = message
             .headers()
             .map(|h| {
@@ -272,3 +272,7 @@ fn event_of(record: &Consumed, value: Vec<u8>) -> Event {
         topic: None,
     }
 }
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod tests;
