@@ -18,3 +18,6 @@ pub mod sink;
 pub mod stage;
 pub mod tail;
 pub mod validate;
+
+#[cfg(test)]
+mod layering;

@@ -223,12 +223,11 @@ pub fn stage_transaction(stage: &str, result: &'static str, elapsed: Duration) {
 }
 
 /// Report the partitions a stage's consumer holds after a rebalance.
-pub fn stage_assignment(stage: &str, assignment: &[crate::stage::Partition]) {
+pub fn stage_assignment(stage: &str, assignment: &[(String, i32)]) {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
     // What each stage held before, so partitions that moved away read 0.
-    static HELD: Mutex<BTreeMap<String, Vec<crate::stage::Partition>>> =
-        Mutex::new(BTreeMap::new());
+    static HELD: Mutex<BTreeMap<String, Vec<(String, i32)>>> = Mutex::new(BTreeMap::new());
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     let before = held
         .insert(stage.to_string(), assignment.to_vec())
