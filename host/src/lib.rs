@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod command;
 pub mod config;
 pub mod ingest;
 pub mod kafka;
