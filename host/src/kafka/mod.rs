@@ -185,14 +185,23 @@ impl Kafka {
         config
     }
 
-    /// A consumer with no group, for manual partition assignment (replay).
+    /// A consumer with no group, for manual partition assignment (broker
+    /// health, tails).
     pub fn reader(&self) -> anyhow::Result<rdkafka::consumer::BaseConsumer> {
+        self.reader_config("reader")
+            .create()
+            .context("cannot create Kafka reader")
+    }
+
+    /// The config of a group-less reader for `purpose` (manually assigned
+    /// partitions; it never commits, so its `group.id` is never used).
+    pub fn reader_config(&self, purpose: &str) -> ClientConfig {
         let mut config = self.client_config();
         config
-            .set("group.id", "sluice-reader-unused")
+            .set("group.id", format!("sluice-{purpose}-unused"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false");
-        config.create().context("cannot create Kafka reader")
+        config
     }
 
     /// Create the topics that do not exist yet, with the configured partition

@@ -75,12 +75,9 @@ impl rdkafka::consumer::ConsumerContext for ReaderContext {}
 
 /// The replay's [`Reader`], reading with `isolation`.
 pub(super) fn reader(kafka: &Kafka, isolation: Isolation) -> anyhow::Result<Reader> {
-    let mut config = kafka.client_config();
+    let mut config = kafka.reader_config("replay");
     config
-        .set("group.id", "sluice-replay-unused")
         .set("isolation.level", isolation.setting())
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
     config
