@@ -315,3 +315,17 @@ fn setting_or(settings: &[(String, String)], key: &str, default: &str) -> String
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| default.to_string())
 }
+
+/// A record's headers as `(name, value)` pairs, in order (a header without
+/// a value reads as empty).
+pub fn record_headers<M: rdkafka::Message>(message: &M) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::message::Headers;
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}

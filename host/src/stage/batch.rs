@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rdkafka::Message;
-use rdkafka::message::Headers;
 
 use crate::config::Framing;
 use crate::runtime::bindings::{Event, Header, Origin};
@@ -64,19 +63,7 @@ impl Batch {
 
     /// Add a consumed message (borrowed from the consumer, or owned).
     pub fn push<M: Message>(&mut self, message: &M) {
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = crate::kafka::record_headers(message);
         let topic = match self.records.last() {
             Some(last) if &*last.topic == message.topic() => last.topic.clone(),
             _ => Arc::from(message.topic()),
