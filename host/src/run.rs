@@ -50,8 +50,8 @@ pub fn schema_set(loaded: &LoadedConfig) -> anyhow::Result<SchemaSet> {
     Ok(set)
 }
 
-/// The built-in schema registry: every schema of the set, and subject
-/// `<topic>-value` (TopicNameStrategy) for each topic a route writes (its
+/// The built-in schema registry: every schema of the set, and a subject
+/// (TopicNameStrategy `<topic>-value` unless configured) for each topic a route writes (its
 /// schema) or a stage writes (the schemas of the routes writing its input,
 /// else every schema of the set).
 pub fn builtin_registry(
@@ -120,8 +120,10 @@ pub fn external_reader(
 
 type Subjects = Vec<(String, Vec<Arc<crate::schema::LoadedSchema>>)>;
 
-/// Subject (`<topic>-value`) → schemas written to it, for every route and
-/// stage output (only those in Confluent framing with `confluent_only`).
+/// Subject (named by `[schema_registry] subject_strategy`, default
+/// `<topic>-value`, or a route's `subject`) → schemas written to it, for
+/// every route and stage output (only those in Confluent framing with
+/// `confluent_only`).
 fn subjects(
     loaded: &LoadedConfig,
     set: &mut SchemaSet,
@@ -140,12 +142,25 @@ fn subjects(
         }
         None => subjects.push((subject, vec![schema])),
     };
+    let strategy = loaded
+        .config
+        .schema_registry
+        .as_ref()
+        .map(|r| r.subject_strategy)
+        .unwrap_or_default();
+    let name = |topic: &str, schema: &crate::schema::LoadedSchema| {
+        strategy.subject(topic, schema.full_name().as_deref())
+    };
     let mut by_topic: Vec<(String, Arc<crate::schema::LoadedSchema>)> = Vec::new();
     if let Some(ingest) = &loaded.config.ingest {
         for route in &ingest.routes {
             let schema = set.load(&loaded.resolve(route.schema.get_ref()))?;
             if !confluent_only || route.framing == Framing::Confluent {
-                add(format!("{}-value", route.topic.get_ref()), schema.clone());
+                let subject = match &route.subject {
+                    Some(subject) => subject.clone(),
+                    None => name(route.topic.get_ref(), &schema),
+                };
+                add(subject, schema.clone());
             }
             by_topic.push((route.topic.get_ref().clone(), schema));
         }
@@ -168,7 +183,7 @@ fn subjects(
             from_routes
         };
         for schema in schemas {
-            add(format!("{}-value", output.get_ref()), schema);
+            add(name(output.get_ref(), &schema), schema);
         }
     }
     Ok(subjects)
