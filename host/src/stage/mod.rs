@@ -81,28 +81,9 @@ pub struct Stage {
 
 impl Stage {
     /// Load the stage's plugins and connect its consumer and producer; a
-    /// sink stage writes through the `connections` it was granted.
-    pub fn build(
-        loaded: &LoadedConfig,
-        config: &StageConfig,
-        kafka: &Kafka,
-        runtime: &Runtime,
-        connections: &Connections,
-        schemas: Arc<SchemaSet>,
-    ) -> anyhow::Result<Self> {
-        Self::build_with(
-            loaded,
-            config,
-            kafka,
-            runtime,
-            connections,
-            schemas,
-            &Default::default(),
-        )
-    }
-
-    /// [`Stage::build`], running the plugin store's active versions
-    /// (`overrides`, by plugin name) instead of `[plugins] dir`'s files.
+    /// sink stage writes through the `connections` it was granted. Plugins
+    /// named in `overrides` run the plugin store's active version instead of
+    /// `[plugins] dir`'s file.
     pub fn build_with(
         loaded: &LoadedConfig,
         config: &StageConfig,
