@@ -267,8 +267,9 @@ fn not_found(code: u32, message: String) -> Response {
 /// `GET /schemas/ids/{id}` (and `/schema`), `GET /schemas/types`,
 /// `GET /subjects`, `GET /subjects/{s}/versions`,
 /// `GET /subjects/{s}/versions/{v}` (`latest` too) and its `/schema`,
-/// `POST /subjects/{s}/versions` (register), `POST /subjects/{s}` (look up)
-/// and `GET /config`.
+/// `POST /subjects/{s}/versions` (register), `POST /subjects/{s}` (look up),
+/// `POST /compatibility/subjects/{s}/versions/{v}` (and `/versions`: the
+/// latest, as BACKWARD compares with) and `GET /config`.
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/schemas/ids/{id}", get(schema_by_id))
@@ -284,6 +285,14 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route(
             "/subjects/{subject}/versions/{version}/schema",
             get(raw_version),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            axum::routing::post(compatibility),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions",
+            axum::routing::post(compatibility_latest),
         )
         .route(
             "/config",
@@ -419,6 +428,68 @@ async fn register(
     }
 }
 
+/// The query of a compatibility check: `verbose=true` adds the reasons.
+#[derive(Debug, serde::Deserialize)]
+struct CompatibilityQuery {
+    #[serde(default)]
+    verbose: bool,
+}
+
+/// `POST /compatibility/subjects/{s}/versions/{v}`: can the posted schema
+/// read records written with version `v` (BACKWARD)? `{"is_compatible":
+/// bool}`, with `messages` when `verbose=true`.
+async fn compatibility(
+    State(registry): State<Arc<Registry>>,
+    Path((subject, version)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<CompatibilityQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    let text = match schema_text(&body) {
+        Ok(text) => text,
+        Err(response) => return *response,
+    };
+    let candidate = match Schema::parse_str(&text) {
+        Ok(schema) => schema,
+        Err(e) => {
+            return reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error_code": 42201, "message": format!("Invalid schema: {e}")}),
+            );
+        }
+    };
+    let (_, id, _) = match find_version(&registry, &subject, &version) {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let Some(old) = registry.writer_schema(id) else {
+        return not_found(40403, format!("Schema {id} not found"));
+    };
+    let mut answer = match SchemaCompatibility::can_read(&old, &candidate) {
+        Ok(()) => json!({"is_compatible": true}),
+        Err(e) => json!({"is_compatible": false, "reason": e.to_string()}),
+    };
+    match (query.verbose, answer["reason"].take()) {
+        (true, Json::String(reason)) => answer["messages"] = json!([reason]),
+        (true, _) => answer["messages"] = json!([]),
+        _ => {}
+    }
+    if let Some(map) = answer.as_object_mut() {
+        map.remove("reason");
+    }
+    reply(StatusCode::OK, answer)
+}
+
+/// `POST /compatibility/subjects/{s}/versions`: under BACKWARD, the same
+/// as against the latest version.
+async fn compatibility_latest(
+    state: State<Arc<Registry>>,
+    Path(subject): Path<String>,
+    query: axum::extract::Query<CompatibilityQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    compatibility(state, Path((subject, "latest".to_string())), query, body).await
+}
+
 async fn lookup(
     State(registry): State<Arc<Registry>>,
     Path(subject): Path<String>,
@@ -511,5 +582,65 @@ mod tests {
             registry.register("x-value", "{\"type\": \"nope\"}"),
             Err(RegistryError::Invalid(_))
         ));
+    }
+
+    async fn check(
+        registry: &Arc<Registry>,
+        subject: &str,
+        version: &str,
+        schema: &str,
+    ) -> (u16, Json) {
+        let body = json!({ "schema": schema }).to_string();
+        let response = compatibility(
+            State(registry.clone()),
+            Path((subject.to_string(), version.to_string())),
+            axum::extract::Query(CompatibilityQuery { verbose: true }),
+            axum::body::Bytes::from(body),
+        )
+        .await;
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_compatibility_endpoint_answers_as_registration_would() {
+        let local = telemetry();
+        let registry = Arc::new(Registry::builtin(
+            [&local],
+            &[("t-value".into(), vec![local.clone()])],
+        ));
+        let (status, answer) = check(&registry, "t-value", "latest", &newer()).await;
+        assert_eq!(
+            (status, &answer["is_compatible"]),
+            (200, &json!(true)),
+            "{answer}"
+        );
+        assert_eq!(answer["messages"], json!([]));
+        let mut breaking: Json = serde_json::from_str(&newer()).unwrap();
+        breaking["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "must", "type": "string"}));
+        let (status, answer) = check(&registry, "t-value", "1", &breaking.to_string()).await;
+        assert_eq!(
+            (status, &answer["is_compatible"]),
+            (200, &json!(false)),
+            "{answer}"
+        );
+        assert!(
+            answer["messages"][0]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{answer}"
+        );
+        let (status, answer) = check(&registry, "nope-value", "latest", &newer()).await;
+        assert_eq!((status, &answer["error_code"]), (404, &json!(40401)));
+        let (status, answer) = check(&registry, "t-value", "7", &newer()).await;
+        assert_eq!((status, &answer["error_code"]), (404, &json!(40402)));
+        let (status, answer) = check(&registry, "t-value", "latest", "{\"type\": \"nope\"}").await;
+        assert_eq!((status, &answer["error_code"]), (422, &json!(42201)));
     }
 }
