@@ -433,6 +433,15 @@ pub struct StageConfig {
     /// `confluent`. Input records are read in either.
     #[serde(default)]
     pub framing: super::Framing,
+    /// Avro schema file (`.avsc`, relative to the config file) every input
+    /// record is read as, and the output written with: a record written
+    /// with another, compatible schema (a local file or one the registry
+    /// gives by id) is resolved to it (Avro schema resolution: fields it
+    /// adds take their defaults, fields it lacks are skipped). Unset: each
+    /// record is read as its own schema, and a registered schema with no
+    /// local file as the local schema of the same full name.
+    #[serde(default)]
+    pub reader_schema: Option<Spanned<PathBuf>>,
 }
 
 /// A stage's delivery guarantee.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How record values are framed on Kafka.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Framing {
     /// Avro single-object encoding: `C3 01`, the schema's 8-byte CRC-64-AVRO

@@ -51,6 +51,10 @@ pub struct ReplayArgs {
     /// Produce to this topic (framed Avro, like a stage's output).
     #[arg(long)]
     pub out_topic: Option<String>,
+    /// Framing of `--out-topic` records; default: the `--stage`'s
+    /// `framing`, else `single-object`.
+    #[arg(long, value_enum, requires = "out_topic")]
+    pub framing: Option<crate::config::Framing>,
     /// Output format for a file or stdout.
     #[arg(long, value_enum)]
     pub format: Option<Format>,

@@ -161,7 +161,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Summary> {
             versions: old.versions,
         });
     }
-    let mut schemas = crate::run::schema_set(&loaded)?;
+    let mut schemas = crate::schema::setup::schema_set(&loaded)?;
     // With [schema_registry], writer schemas are fetched by id on a runtime
     // of their own (replay itself runs none).
     let registry_runtime = match &loaded.config.schema_registry {
@@ -175,8 +175,27 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<Summary> {
         None => None,
     };
     if let Some(runtime) = &registry_runtime {
-        crate::run::external_reader(&loaded, &mut schemas, runtime.handle().clone())?;
+        crate::schema::setup::external_reader(&loaded, &mut schemas, runtime.handle().clone())?;
     }
+    // A replay of a stage reads records as that stage does (its
+    // reader_schema) and frames --out-topic records as it does, unless
+    // --framing says otherwise.
+    let stage = args.stage.as_deref().and_then(|name| {
+        loaded
+            .config
+            .stages
+            .iter()
+            .find(|s| s.name.get_ref() == name)
+    });
+    let reader_schema = match stage {
+        Some(stage) => crate::schema::setup::reader_schema(&loaded, &schemas, stage)?,
+        None => None,
+    };
+    let framing = args
+        .framing
+        .or(stage.map(|s| s.framing))
+        .unwrap_or_default();
+    let schemas = schemas.framed_as(framing).with_reader(reader_schema);
     let kafka = futures::executor::block_on(Kafka::start(&loaded.config.kafka, &[]))?;
     let consumer = reader(&kafka, args.isolation)?;
     let all = topic_partitions(&consumer, &args.topic)?;

@@ -274,7 +274,10 @@ pub(super) fn run_chain(
     }
     for mut item in output.items {
         let source = sources[item.source];
-        let json = (!item.changed).then(|| Vec::from(std::mem::take(&mut item.event.value)));
+        // An unchanged event's JSON goes to the sink as is (no decode);
+        // a resolved record needs it for its re-encoding, so it stays.
+        let json = (!item.changed && !batch.resolved(source))
+            .then(|| Vec::from(std::mem::take(&mut item.event.value)));
         match batch.output_record(source, item, out_topic, versions) {
             Ok(record) => match sink.write(schemas, origins[source], record, json)? {
                 Ok(()) => outcomes.kept += 1,

@@ -24,6 +24,7 @@ mod json;
 mod json_doc;
 pub mod registry;
 pub mod registry_client;
+pub mod setup;
 mod to_json;
 
 pub use framing::{CONFLUENT_HEADER_LEN, Frame, HEADER_LEN, MAGIC};
@@ -320,6 +321,11 @@ pub struct SchemaSet {
     /// A stage's set: an unknown registry id during a registry outage holds
     /// the batch (waits) instead of failing the record.
     hold_on_registry_outage: bool,
+    /// A stage's `reader_schema`: every record is read as this schema (Avro
+    /// schema resolution from its writer schema). Without it a record is
+    /// read as its own schema, and a registered writer schema that is not
+    /// local as the local schema of the same full name.
+    reader: Option<Arc<LoadedSchema>>,
 }
 
 impl SchemaSet {
@@ -358,10 +364,37 @@ impl SchemaSet {
     /// `framing`. A stage's set waits out registry outages (the batch is
     /// held) when it meets an unknown schema id.
     pub fn with_output_framing(&self, framing: Framing) -> Self {
-        let mut set = self.clone();
-        set.output_framing = framing;
+        let mut set = self.framed_as(framing);
         set.hold_on_registry_outage = true;
         set
+    }
+
+    /// The same set, framing the output records it describes in `framing`
+    /// (a replay writing as a stage does), failing records whose schema id
+    /// the registry cannot give.
+    pub fn framed_as(&self, framing: Framing) -> Self {
+        let mut set = self.clone();
+        set.output_framing = framing;
+        set
+    }
+
+    /// Read every record as `reader` (a stage's `reader_schema`), resolving
+    /// it from the schema it was written with; `None` reads each record as
+    /// its own schema.
+    pub fn with_reader(mut self, reader: Option<Arc<LoadedSchema>>) -> Self {
+        self.reader = reader;
+        self
+    }
+
+    /// The schema every record is read as, if one is set.
+    pub fn reader(&self) -> Option<&Arc<LoadedSchema>> {
+        self.reader.as_ref()
+    }
+
+    /// The schema loaded from `path`, if it was.
+    pub fn loaded(&self, path: &Path) -> Option<&Arc<LoadedSchema>> {
+        let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        self.by_path.get(&key)
     }
 
     /// Drop the built-in registry ids: with an external registry only the
@@ -435,34 +468,20 @@ impl SchemaSet {
             Ok(None) => return None,
             Err(e) => return Some(Err(e)),
         };
-        Some((|| {
-            let reader = remote.reader.clone().with_context(|| {
-                format!(
+        let reader = match (&self.reader, &remote.reader) {
+            (Some(reader), _) | (None, Some(reader)) => reader.clone(),
+            (None, None) => {
+                return Some(Err(anyhow::anyhow!(
                     "schema {id} (registered) has no local schema of the same full name to be \
-                     read as; add its .avsc to the schema set"
-                )
-            })?;
-            guard::check(&remote.writer, datum)
-                .map_err(anyhow::Error::msg)
-                .context("bytes are not a valid Avro datum for their registered schema")?;
-            let mut input = EofGuard {
-                rest: datum,
-                past_end: false,
-            };
-            let value =
-                apache_avro::from_avro_datum(&remote.writer, &mut input, Some(&reader.schema))
-                    .with_context(|| {
-                        format!(
-                            "cannot read schema {id}'s record as {}",
-                            reader.path.display()
-                        )
-                    })?;
-            if input.past_end || !input.rest.is_empty() {
-                bail!("the datum does not end where its schema {id} does");
+                     read as; add its .avsc to the schema set or set the stage's reader_schema"
+                )));
             }
-            let json = serde_json::to_vec(&avro_to_json(&value)?)?;
-            Ok((reader, json))
-        })())
+        };
+        Some(
+            read_as(&remote.writer, datum, &reader)
+                .with_context(|| format!("registered schema {id}"))
+                .map(|json| (reader, json)),
+        )
     }
 
     /// The schema with this registry id.
@@ -524,6 +543,13 @@ impl SchemaSet {
             return remote;
         }
         let (schema, datum) = self.resolve(framed)?;
+        if let Some(reader) = &self.reader
+            && reader.fingerprint != schema.fingerprint
+        {
+            let json = read_as(&schema.schema, datum, reader)
+                .with_context(|| format!("schema {}", schema.path.display()))?;
+            return Ok((reader.clone(), json));
+        }
         let json = schema.datum_to_json(datum)?;
         Ok((schema.clone(), json))
     }
@@ -565,6 +591,27 @@ impl SchemaSet {
         let (_, value) = self.decode(bytes)?;
         avro_to_json(&value)
     }
+}
+
+/// A datum written with `writer`, read as `reader` (Avro schema
+/// resolution: fields the writer lacks take the reader's defaults, fields
+/// the reader lacks are skipped), as the reader's natural JSON. This builds
+/// a value tree: only records whose writer schema is not the reader's come
+/// here.
+fn read_as(writer: &Schema, datum: &[u8], reader: &LoadedSchema) -> anyhow::Result<Vec<u8>> {
+    guard::check(writer, datum)
+        .map_err(anyhow::Error::msg)
+        .context("bytes are not a valid Avro datum for their writer schema")?;
+    let mut input = EofGuard {
+        rest: datum,
+        past_end: false,
+    };
+    let value = apache_avro::from_avro_datum(writer, &mut input, Some(&reader.schema))
+        .with_context(|| format!("cannot read the record as {}", reader.path.display()))?;
+    if input.past_end || !input.rest.is_empty() {
+        bail!("the datum does not end where its writer schema does");
+    }
+    Ok(serde_json::to_vec(&avro_to_json(&value)?)?)
 }
 
 /// Lower-case hex of bytes, for messages.

@@ -128,3 +128,94 @@ fn truncated_datums_are_errors_not_nulls() {
         assert!(result.is_err(), "cut {cut} bytes decoded as {result:?}");
     }
 }
+
+/// The telemetry schema with an optional `region` field, as a file in a
+/// fresh directory.
+fn telemetry_with_region() -> (std::path::PathBuf, LoadedSchema) {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&telemetry().path).unwrap()).unwrap();
+    doc["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "region", "type": ["null", "string"], "default": null}));
+    let dir = std::env::temp_dir().join(format!("sluice-reader-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("telemetry_v2.avsc");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let loaded = LoadedSchema::from_file(&path).unwrap();
+    (path, loaded)
+}
+
+#[test]
+fn a_reader_schema_reads_records_of_other_writer_schemas_as_itself() {
+    let v1 = telemetry();
+    let (v2_path, v2) = telemetry_with_region();
+    let mut set = SchemaSet::default();
+    set.load(&v1.path).unwrap();
+    let v2_loaded = set.load(&v2_path).unwrap();
+    assert!(
+        set.loaded(&v2_path)
+            .is_some_and(|s| Arc::ptr_eq(s, &v2_loaded))
+    );
+
+    // Without a reader schema each record reads as its own schema.
+    let old = v1.encode_json(&event()).unwrap();
+    let (schema, json) = set.decode_to_json(&old).unwrap();
+    assert_eq!(schema.fingerprint, v1.fingerprint);
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&json)
+            .unwrap()
+            .get("region")
+            .is_none()
+    );
+
+    // Reading as v2: the v1 record gains `region` = its default, null.
+    let as_v2 = set.clone().with_reader(Some(v2_loaded.clone()));
+    let (schema, json) = as_v2.decode_to_json(&old).unwrap();
+    assert_eq!(schema.fingerprint, v2.fingerprint);
+    let mut want = event();
+    want["region"] = serde_json::Value::Null;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&json).unwrap(),
+        want
+    );
+    assert!(
+        !SchemaSet::written_with(&old, &schema),
+        "marked for re-encoding"
+    );
+
+    // A v2 record read as v1 loses `region`; a v2 record read as v2 is as written.
+    let mut with_region = event();
+    with_region["region"] = json!("eu");
+    let new = v2.encode_json(&with_region).unwrap();
+    let as_v1 = set.clone().with_reader(set.get(&v1.fingerprint).cloned());
+    let (schema, json) = as_v1.decode_to_json(&new).unwrap();
+    assert_eq!(schema.fingerprint, v1.fingerprint);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&json).unwrap(),
+        event()
+    );
+    let (_, json) = as_v2.decode_to_json(&new).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&json).unwrap(),
+        with_region
+    );
+
+    // A reader that cannot read the writer (a required field it lacks) is
+    // an error naming the reader.
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&v1.path).unwrap()).unwrap();
+    doc["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "must", "type": "string"}));
+    let strict_path = v2_path.with_file_name("strict.avsc");
+    std::fs::write(&strict_path, doc.to_string()).unwrap();
+    let strict = set.load(&strict_path).unwrap();
+    let err = set
+        .clone()
+        .with_reader(Some(strict))
+        .decode_to_json(&old)
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("strict.avsc"), "{err:#}");
+}

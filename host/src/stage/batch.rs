@@ -131,6 +131,13 @@ impl Batch {
         (events, failures)
     }
 
+    /// True when record `index` was read as another schema than it was
+    /// written with (a reader schema, or a registered writer schema), so its
+    /// output is re-encoded from the event's JSON even when unchanged.
+    pub fn resolved(&self, index: usize) -> bool {
+        self.records.get(index).is_some_and(|r| r.resolved)
+    }
+
     /// The output record for a chain result derived from input `source`:
     /// the input bytes reused when no plugin changed the event, else the new
     /// JSON re-encoded with the input's schema.
