@@ -622,6 +622,162 @@ rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
     Ok(())
 }
 
+/// A stage's `reader_schema` reads every record as that one schema: records
+/// written with Sluice's own schema (single-object) and records a
+/// third-party producer wrote with a newer schema (Confluent framing,
+/// registered through the built-in registry) come out with the reader's id,
+/// the older ones with the added field's default; a replay of the stage to
+/// a topic reads and frames them the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_reader_schema_reads_old_and_new_writers_as_one_schema() -> anyhow::Result<()> {
+    plugins_built(&["filter"])?;
+    let broker = Broker::shared();
+    let (input, output, replayed) = (unique("rs-in"), unique("rs-out"), unique("rs-replayed"));
+    for topic in [&input, &output, &replayed] {
+        broker.create_topic(topic, 3)?;
+    }
+    let dir = sluice_tests::TempDir::new("reader-schema");
+    let v2_path = dir.path().join("telemetry_v2.avsc");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(repo_path(
+        "schemas/telemetry_event.avsc",
+    ))?)?;
+    doc["fields"]
+        .as_array_mut()
+        .context("fields")?
+        .push(json!({"name": "region", "type": ["null", "string"], "default": null}));
+    std::fs::write(&v2_path, doc.to_string())?;
+    let port = free_port();
+    let config = format!(
+        r#"
+schemas = "{{schemas}}"
+
+[kafka]
+brokers = "{bootstrap}"
+[kafka.client]
+"session.timeout.ms" = "8000"
+
+[admin]
+listen = "127.0.0.1:{port}"
+
+[plugins]
+dir = "{{plugins}}"
+
+[[stage]]
+name = "as-v2"
+input = "{input}"
+output = "{output}"
+group = "{group}"
+chain = ["filter"]
+batch_size = 50
+batch_wait_ms = 20
+framing = "confluent"
+reader_schema = "{v2}"
+[stage.config.filter]
+mode = "drop"
+rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
+"#,
+        bootstrap = broker.bootstrap(),
+        group = unique("as-v2"),
+        v2 = v2_path.display(),
+    );
+    let config_path = dir.path().join("sluice.toml");
+    std::fs::write(&config_path, sluice_tests::resolve_config(&config))?;
+    let sluice = Sluice::start(&config, port)?;
+    let old: Vec<Value> = (0..50)
+        .map(|i| {
+            let mut event = sample_event(i, 5);
+            event["severity"] = json!("INFO");
+            event
+        })
+        .collect();
+    sluice_tests::produce_events(&broker.bootstrap(), &input, &old).await?;
+    let produced = tokio::task::spawn_blocking({
+        let (bootstrap, input, url) = (broker.bootstrap(), input.clone(), sluice.url.clone());
+        move || {
+            run_python(
+                "confluent_produce.py",
+                &[
+                    &bootstrap,
+                    &input,
+                    &url,
+                    &repo_path("schemas/telemetry_event.avsc")
+                        .display()
+                        .to_string(),
+                    "50",
+                ],
+            )
+        }
+    })
+    .await;
+    produced??;
+    let bootstrap = broker.bootstrap();
+    let mut v2_set = SchemaSet::default();
+    let v2 = v2_set.load(&v2_path)?;
+    let check = |topic: &str| -> anyhow::Result<()> {
+        wait_until(Duration::from_secs(90), topic, || {
+            topic_size(&bootstrap, topic).unwrap_or(0) >= 100
+        })?;
+        let records = read_all(&bootstrap, topic, Duration::from_secs(3))?;
+        assert_eq!(records.len(), 100, "{topic}");
+        let mut old_seen = 0;
+        let mut new_seen = 0;
+        for r in &records {
+            assert_eq!(r.value[0], 0, "Confluent framing, as the stage says");
+            assert_eq!(
+                u32::from_be_bytes(r.value[1..5].try_into()?),
+                v2.id,
+                "written with the reader schema"
+            );
+            let value = v2_set.decode_json(&r.value)?;
+            let id = value["event_id"].as_str().unwrap_or_default();
+            if let Some(seq) = id.strip_prefix("py-") {
+                let i: usize = seq.parse()?;
+                assert_eq!(value["region"], ["eu", "us"][i % 2], "{value}");
+                new_seen += 1;
+            } else {
+                let i: usize = id.trim_start_matches("evt-").parse()?;
+                let mut want = old[i].clone();
+                want["region"] = Value::Null;
+                assert_eq!(value, want, "the older record read as the newer schema");
+                old_seen += 1;
+            }
+        }
+        assert_eq!((old_seen, new_seen), (50, 50), "{topic}");
+        Ok(())
+    };
+    check(&output)?;
+    let dead = topic_size(&bootstrap, &format!("{input}.dlq")).unwrap_or(0);
+    assert_eq!(dead, 0, "nothing dead-lettered");
+
+    let replay = Command::new(sluice_tests::sluice_bin())
+        .args(["replay", "-c"])
+        .arg(&config_path)
+        .args([
+            "--topic",
+            &input,
+            "--from",
+            "0",
+            "--stage",
+            "as-v2",
+            "--out-topic",
+            &replayed,
+        ])
+        .env("SLUICE_LOG", "warn")
+        .output()?;
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    check(&replayed)?;
+    println!(
+        "reader_schema: 50 older and 50 newer records read as {} (id {}), by the stage and by its replay",
+        v2_path.display(),
+        v2.id
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_external_registry_outage_holds_the_batch_and_ids_come_from_it() -> anyhow::Result<()> {
     plugins_built(&["filter"])?;
