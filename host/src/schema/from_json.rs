@@ -271,9 +271,7 @@ fn string<'a, I: Input<'a>>(json: I, path: &Path<'_>) -> Result<Cow<'a, str>, Fi
 
 fn integer<'a, I: Input<'a>>(json: I, path: &Path<'_>) -> Result<i64, FieldError> {
     match json.as_number() {
-        Some(n) => n
-            .as_i64()
-            .ok_or_else(|| path.err(format!("expected an integer, got {n}"))),
+        Some(n) => integral(&n).ok_or_else(|| path.err(format!("expected an integer, got {n}"))),
         None => Err(path.err(format!(
             "expected an integer, got {}",
             kind_name(json.kind())
@@ -292,16 +290,7 @@ fn timestamp_millis<'a, I: Input<'a>>(json: I, path: &Path<'_>) -> Result<i64, F
         JsonKind::Number => integer(json, path),
         JsonKind::String => {
             let s = json.as_str().unwrap_or_default();
-            let time = humantime::parse_rfc3339_weak(&s).map_err(|e| {
-                path.err(format!(
-                    "expected epoch milliseconds or an RFC 3339 timestamp: {e}"
-                ))
-            })?;
-            let millis = match time.duration_since(std::time::UNIX_EPOCH) {
-                Ok(d) => i64::try_from(d.as_millis()),
-                Err(e) => i64::try_from(e.duration().as_millis()).map(|m| -m),
-            };
-            millis.map_err(|_| path.err("timestamp out of range"))
+            rfc3339_millis(&s).map_err(|e| path.err(e))
         }
         other => Err(path.err(format!(
             "expected epoch milliseconds or an RFC 3339 timestamp, got {}",
@@ -505,4 +494,32 @@ fn encode_union<'a, I: Input<'a>>(
                 ),
             }
         }))
+}
+
+/// Epoch milliseconds of an RFC 3339 timestamp (any year 0000–9999, any
+/// offset; a missing offset reads as UTC, a space may stand for `T`), as
+/// every JSON input path reads a `timestamp-millis` string.
+pub(super) fn rfc3339_millis(text: &str) -> Result<i64, String> {
+    let parsed = text.parse::<jiff::Timestamp>().or_else(|strict| {
+        text.parse::<jiff::civil::DateTime>()
+            .and_then(|civil| civil.to_zoned(jiff::tz::TimeZone::UTC))
+            .map(|zoned| zoned.timestamp())
+            .map_err(|_| strict)
+    });
+    parsed
+        .map(|t| t.as_millisecond())
+        .map_err(|e| format!("expected epoch milliseconds or an RFC 3339 timestamp: {e}"))
+}
+
+/// `n` as an i64 if it is an integer, as JSON Schema counts them: `1.0`
+/// is the integer 1. Fractions are not, nor are numbers past i64 (serde
+/// reads those as floats) or floats past 2^53, which no longer name one
+/// integer.
+pub(super) fn integral(n: &serde_json::Number) -> Option<i64> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= LIMIT)
+            .map(|f| f as i64)
+    })
 }

@@ -208,8 +208,7 @@ fn convert_union(union: &UnionSchema, json: &Json, path: &str) -> Result<Value, 
 
 fn integer(json: &Json, path: &str) -> Result<i64, FieldError> {
     match json {
-        Json::Number(n) => n
-            .as_i64()
+        Json::Number(n) => super::from_json::integral(n)
             .ok_or_else(|| err(path, format!("expected an integer, got {n}"))),
         other => Err(err(
             path,
@@ -226,19 +225,7 @@ fn number(json: &Json, path: &str) -> Result<f64, FieldError> {
 fn timestamp_millis(json: &Json, path: &str) -> Result<i64, FieldError> {
     match json {
         Json::Number(_) => integer(json, path),
-        Json::String(s) => {
-            let time = humantime::parse_rfc3339_weak(s).map_err(|e| {
-                err(
-                    path,
-                    format!("expected epoch milliseconds or an RFC 3339 timestamp: {e}"),
-                )
-            })?;
-            let millis = match time.duration_since(std::time::UNIX_EPOCH) {
-                Ok(d) => i64::try_from(d.as_millis()),
-                Err(e) => i64::try_from(e.duration().as_millis()).map(|m| -m),
-            };
-            millis.map_err(|_| err(path, "timestamp out of range"))
-        }
+        Json::String(s) => super::from_json::rfc3339_millis(s).map_err(|e| err(path, e)),
         other => Err(err(
             path,
             format!(

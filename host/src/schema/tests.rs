@@ -57,6 +57,35 @@ fn rfc3339_timestamps_become_epoch_millis() {
 }
 
 #[test]
+fn any_rfc3339_year_and_offset_reads_the_same_on_both_json_paths() {
+    let schema = telemetry();
+    for (text, millis) in [
+        ("2025-11-29T08:26:40Z", 1_764_404_800_000i64),
+        ("2025-11-29T09:26:40.000+01:00", 1_764_404_800_000),
+        ("2025-11-29 08:26:40", 1_764_404_800_000),
+        ("1969-12-31T23:59:59.999Z", -1),
+        ("1559-05-18T02:16:41Z", -12_958_090_999_000),
+        ("0001-01-01T00:00:00Z", -62_135_596_800_000),
+    ] {
+        let mut input = event();
+        input["occurred_at"] = json!(text);
+        let Value::Record(fields) = json_to_avro(&schema.schema, &input).unwrap() else {
+            panic!("record expected")
+        };
+        assert_eq!(fields[4].1, Value::TimestampMillis(millis), "{text}");
+        // The tree-free encoder (the ingest path) gives the same datum.
+        let framed = schema.encode_json(&input).expect(text);
+        let mut set = SchemaSet::default();
+        set.load(&schema.path).unwrap();
+        assert_eq!(
+            set.decode_json(&framed).unwrap()["occurred_at"],
+            json!(millis),
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn errors_name_the_failing_field() {
     let schema = telemetry();
     let cases = [
@@ -218,4 +247,30 @@ fn a_reader_schema_reads_records_of_other_writer_schemas_as_itself() {
         .decode_to_json(&old)
         .unwrap_err();
     assert!(format!("{err:#}").contains("strict.avsc"), "{err:#}");
+}
+
+#[test]
+fn integral_json_numbers_are_integers_on_both_json_paths() {
+    let schema = telemetry();
+    let mut set = SchemaSet::default();
+    set.load(&schema.path).unwrap();
+    for (given, millis) in [
+        (json!(-15023.0), Some(-15023i64)),
+        (json!(20715), Some(20715)),
+        (json!(1.5), None),
+        (json!(8.5e21), None),
+    ] {
+        let mut input = event();
+        input["occurred_at"] = given.clone();
+        let tree = json_to_avro(&schema.schema, &input).ok().map(|v| match v {
+            Value::Record(fields) => fields[4].1.clone(),
+            other => other,
+        });
+        assert_eq!(tree, millis.map(Value::TimestampMillis), "{given}");
+        let direct = schema
+            .encode_json(&input)
+            .ok()
+            .map(|framed| set.decode_json(&framed).unwrap()["occurred_at"].clone());
+        assert_eq!(direct, millis.map(|m| json!(m)), "{given}");
+    }
 }
