@@ -91,6 +91,11 @@ pub fn decode(encoding: Encoding, body: &[u8]) -> Result<ExportLogsServiceReques
     match encoding {
         Encoding::Protobuf => ExportLogsServiceRequest::decode(body)
             .map_err(|e| format!("the body is not an OTLP ExportLogsServiceRequest: {e}")),
+        // serde would also read a struct from a JSON array; OTLP/JSON is an
+        // object.
+        Encoding::Json if !body.trim_ascii_start().starts_with(b"{") => {
+            Err("the body is not OTLP/JSON ExportLogsServiceRequest: expected a JSON object".into())
+        }
         Encoding::Json => serde_json::from_slice(body)
             .map_err(|e| format!("the body is not OTLP/JSON ExportLogsServiceRequest: {e}")),
     }
@@ -514,6 +519,10 @@ mod tests {
         assert_eq!(decode(Encoding::Json, &json).unwrap(), request);
         assert!(decode(Encoding::Protobuf, b"\xff\xff\xff\xff").is_err());
         assert!(decode(Encoding::Json, b"{\"resourceLogs\": 7}").is_err());
+        // A JSON array is not an export request, even an empty one.
+        assert!(decode(Encoding::Json, b"[]").is_err());
+        assert!(decode(Encoding::Json, b" [[]]").is_err());
+        assert!(decode(Encoding::Json, b" {}").is_ok());
     }
 
     #[test]
