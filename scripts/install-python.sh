@@ -2,18 +2,19 @@
 # The Python packages the protocol tests drive Sluice with (third-party
 # clients, from PyPI): confluent-kafka's Schema Registry client, Avro
 # serializer and deserializer, and the OpenTelemetry SDK's OTLP/HTTP log
-# exporter. Installed once into a cached virtual environment,
+# exporter; Schemathesis, which checks the OpenAPI contract. Installed once into a cached virtual environment,
 # ~/.cache/sluice/venv (SLUICE_CACHE overrides the cache); a second run only
 # checks it. Prints the venv's python on its last line.
 set -euo pipefail
 cache="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 venv="$cache/venv"
 # Bump when the list changes, so existing venvs are brought up to date.
-want="2026-12-02.1"
+want="2026-12-03.1"
 packages=(
   "confluent-kafka[avro,schemaregistry]>=2.6,<3"
   "opentelemetry-sdk>=1.27,<2"
   "opentelemetry-exporter-otlp-proto-http>=1.27,<2"
+  "schemathesis>=4.3,<5"
 )
 if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.sluice-packages" 2>/dev/null)" = "$want" ]; then
   echo "Python packages: $venv (cached)" >&2
@@ -30,5 +31,5 @@ fi
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${packages[@]}" >&2
 echo "$want" > "$venv/.sluice-packages"
-echo "Python packages: $venv ($("$venv/bin/python" -m pip --disable-pip-version-check freeze | grep -iE '^(confluent-kafka|opentelemetry-sdk|opentelemetry-exporter-otlp-proto-http)=' | tr '\n' ' '))" >&2
+echo "Python packages: $venv ($("$venv/bin/python" -m pip --disable-pip-version-check freeze | grep -iE '^(confluent-kafka|opentelemetry-sdk|opentelemetry-exporter-otlp-proto-http|schemathesis)=' | tr '\n' ' '))" >&2
 echo "$venv/bin/python"

@@ -191,24 +191,38 @@ fn default_tail_limit() -> usize {
 async fn tail(
     State(state): State<AdminState>,
     axum::extract::Path(topic): axum::extract::Path<String>,
-    axum::extract::Query(query): axum::extract::Query<TailQuery>,
+    query: Result<axum::extract::Query<TailQuery>, axum::extract::rejection::QueryRejection>,
     headers: axum::http::HeaderMap,
 ) -> Response {
     if let Some(response) = rejection(&state, &headers) {
         return response;
     }
+    let error = |status: StatusCode, error: &str, message: String| {
+        (
+            status,
+            axum::Json(serde_json::json!({"error": error, "message": message})),
+        )
+            .into_response()
+    };
+    let query = match query {
+        Ok(axum::extract::Query(query)) => query,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()),
+    };
     let Some(reader) = state.tail.clone() else {
-        return (StatusCode::NOT_FOUND, "topic reading not available").into_response();
+        return error(
+            StatusCode::NOT_FOUND,
+            "tail_unavailable",
+            "this host reads no topics".into(),
+        );
     };
     let limit = query.limit.clamp(1, 1000);
     match tokio::task::spawn_blocking(move || reader.last(&topic, limit)).await {
         Ok(Ok(records)) => axum::Json(records).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(serde_json::json!({"error": "tail_failed", "message": format!("{e:#}")})),
-        )
-            .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Ok(Err(e)) if e.is::<crate::kafka::UnknownTopic>() => {
+            error(StatusCode::NOT_FOUND, "unknown_topic", format!("{e:#}"))
+        }
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, "tail_failed", format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }
 

@@ -13,7 +13,7 @@ mod transactional;
 pub use embedded::EmbeddedBroker;
 pub use health::BrokerHealth;
 pub use producer::{Producer, is_broker_unreachable};
-pub use tail::{Tail, TailRecord};
+pub use tail::{Tail, TailRecord, UnknownTopic};
 pub use transactional::{
     TRANSACTION_CALL_TIMEOUT, TransactionalProducer, TxnErrorKind, classify as classify_txn_error,
 };

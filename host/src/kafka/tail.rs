@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -62,7 +62,7 @@ impl Tail {
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         if partitions.is_empty() {
-            bail!("topic `{topic}` does not exist");
+            return Err(UnknownTopic(topic.to_string()).into());
         }
         let mut assignment = TopicPartitionList::new();
         let mut remaining = 0usize;
@@ -110,3 +110,15 @@ impl Tail {
         Ok(out.into_iter().skip(skip).collect())
     }
 }
+
+/// A tail of a topic the broker does not have (the admin API answers 404).
+#[derive(Debug)]
+pub struct UnknownTopic(pub String);
+
+impl std::fmt::Display for UnknownTopic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "topic `{}` does not exist", self.0)
+    }
+}
+
+impl std::error::Error for UnknownTopic {}
