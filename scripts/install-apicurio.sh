@@ -44,10 +44,16 @@ find_java() {
   return 1
 }
 
-if [ -f "$stamp" ] && [ -f "$app/quarkus-run.jar" ] && [ -x "$(cat "$root/java" 2>/dev/null)" ]; then
-  echo "apicurio $version: cached at $root (java $(cat "$root/java"))"
-  echo "$root"
-  exit 0
+if [ -f "$stamp" ] && [ -f "$app/quarkus-run.jar" ]; then
+  # The Java recorded at install time may have gone: pick another.
+  if [ ! -x "$(cat "$root/java" 2>/dev/null)" ] && java="$(find_java)"; then
+    echo "$java" >"$root/java"
+  fi
+  if [ -x "$(cat "$root/java" 2>/dev/null)" ]; then
+    echo "apicurio $version: cached at $root (java $(cat "$root/java"))"
+    echo "$root"
+    exit 0
+  fi
 fi
 
 if ! java="$(find_java)"; then
