@@ -72,6 +72,12 @@ step "Python packages"
 # cached venv (~/.cache/sluice/venv).
 bash scripts/install-python.sh >/dev/null
 
+step "Apicurio Registry"
+# A real schema-registry server for tests/tests/apicurio.rs: Apicurio
+# Registry's release build from Maven Central (Java 21+), cached under
+# ~/.cache/sluice/apicurio.
+bash scripts/install-apicurio.sh
+
 step "plugins: unit tests and wasm32-wasip2 builds"
 # SLUICE_PLUGINS_TARGET_DIR / SLUICE_TARGET_DIR: other target directories
 # (e.g. one per worktree); default under the cache.

@@ -6,6 +6,7 @@
 //! `~/.cache/sluice/kafka`). The `sluice` binary is the release build next
 //! to the test executable; `SLUICE_BIN` overrides it.
 
+pub mod apicurio;
 pub mod broker;
 pub mod delivery;
 pub mod kstreams;
