@@ -24,6 +24,7 @@ mod dead_letter;
 mod exactly_once;
 mod lag;
 mod output;
+mod pipeline;
 mod process;
 mod rebalance;
 mod status;
@@ -350,26 +351,20 @@ impl Stage {
                     continue;
                 }
             };
-            // Batch N+1 is read and run through the chain while N's records
-            // are on their way; N is acknowledged and committed before N+1's
-            // records are produced, so per-key order and at-least-once hold.
+            // Batch N+1 runs through the chain while N's records are on
+            // their way; `pipeline::turn` orders the rest (N committed before
+            // N+1 is produced or written to a sink).
             let processed = (!batch.is_empty()).then(|| self.process(batch));
-            // A topic output's records are built while batch N is in flight;
-            // a sink writes batch N+1 only after N is committed, in a phase
-            // of its own.
-            let (mut ready, for_sink) = match processed {
-                Some(processed) if self.sink.is_some() => (None, Some(processed)),
-                Some(processed) => (self.deliver(processed, board, stop), None),
-                None => (None, None),
+            let sink = self.sink.is_some();
+            let previous = take(in_flight);
+            let mut phases = LoopPhases {
+                stage: self,
+                output,
+                board,
+                stop,
             };
-            if let Some(previous) = take(in_flight) {
-                self.finish(output, previous, board, stop);
-            }
-            if let Some(processed) = for_sink {
-                ready = self.deliver(processed, board, stop);
-            }
-            if let Some(prepared) = ready {
-                put(in_flight, output.launch(prepared));
+            if let Some(next) = pipeline::turn(&mut phases, processed, sink, previous) {
+                put(in_flight, next);
             }
             // Also while idle, so the gauge falls to zero once caught up.
             if last_lag.elapsed() > Duration::from_secs(5) {
@@ -497,6 +492,33 @@ fn transactional_id(group: &str, stage: &str, host: &str) -> String {
 /// already acknowledged, so this saves a round trip without weakening
 /// at-least-once). Returns what was committed, for a last synchronous
 /// commit on stop.
+/// The at-least-once loop's phases on a real stage (see [`pipeline`]).
+struct LoopPhases<'a> {
+    stage: &'a mut Stage,
+    output: &'a Output,
+    board: &'a StatusBoard,
+    stop: &'a AtomicBool,
+}
+
+impl pipeline::Phases for LoopPhases<'_> {
+    type Processed = process::Processed;
+    type Ready = output::Prepared;
+    type InFlight = InFlight;
+
+    fn deliver(&mut self, processed: process::Processed) -> Option<output::Prepared> {
+        self.stage.deliver(processed, self.board, self.stop)
+    }
+
+    fn finish(&mut self, in_flight: InFlight) {
+        self.stage
+            .finish(self.output, in_flight, self.board, self.stop);
+    }
+
+    fn launch(&mut self, ready: output::Prepared) -> InFlight {
+        self.output.launch(ready)
+    }
+}
+
 fn commit(
     stage: &str,
     consumer: &StageConsumer,
