@@ -17,4 +17,5 @@ pub mod schema;
 pub mod sink;
 pub mod stage;
 pub mod tail;
+pub mod tap;
 pub mod validate;

@@ -89,6 +89,15 @@ fn describe() {
         "sluice_stage_consumer_lag",
         "High watermark minus committed offset, by stage, topic and partition."
     );
+    metrics::describe_counter!(
+        "sluice_tap_dropped_total",
+        "Tapped copies dropped because a tap's reader was slower than the data path."
+    );
+}
+
+/// Count tapped copies dropped on a full tap channel.
+pub fn tap_dropped(count: u64) {
+    metrics::counter!("sluice_tap_dropped_total").increment(count);
 }
 
 /// Count ingest events by topic and status.

@@ -13,6 +13,8 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
+mod tap;
+
 use crate::kafka::BrokerHealth;
 use crate::stage::{STUCK_AFTER, StageState, StatusBoard};
 
@@ -51,6 +53,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/admin/topics/{topic}/tail", get(tail))
+        .route("/admin/tap", get(tap::tap))
         .route("/admin/plugins", get(plugins_list))
         .route("/admin/plugins/{name}", push)
         .route("/admin/plugins/{name}/rollback", rollback)

@@ -283,6 +283,9 @@ impl Chain {
             }
             counts.report(&self.stage, &name);
             out.dropped += counts.dropped;
+            if crate::tap::active() {
+                tap_output(&self.stage, &name, &next_events);
+            }
             events = next_events;
             meta = next_meta;
         }
@@ -298,6 +301,27 @@ impl Chain {
             .collect();
         out
     }
+}
+
+/// Offer one plugin's output to the taps on it (only called while a tap is
+/// active; sampled events are copied, none are held).
+fn tap_output(stage: &str, plugin: &str, events: &[Event]) {
+    let point = crate::tap::Point::Plugin {
+        stage: stage.to_string(),
+        plugin: plugin.to_string(),
+    };
+    crate::tap::offer(&point, events.len(), |i| {
+        let event = &events[i];
+        let tapped = crate::tap::Tapped::new(
+            point.clone(),
+            event.key.as_deref(),
+            crate::tap::json_of(&event.value),
+        );
+        match (&event.topic, &event.origin) {
+            (_, Some(origin)) => tapped.at(&origin.topic, origin.partition, origin.offset),
+            _ => tapped,
+        }
+    });
 }
 
 /// `outcome`, or why a value it returns is not JSON.

@@ -26,6 +26,7 @@ mod lag;
 mod output;
 mod rebalance;
 mod status;
+mod tap;
 
 pub use batch::{Batch, Record};
 pub use dead_letter::HEADER_PREFIX;
@@ -465,6 +466,9 @@ impl Stage {
         let started = Instant::now();
         crate::metrics::stage_events(&self.name, "", "in", batch.len());
         let (events, mut failures) = batch.decode(&self.schemas);
+        if crate::tap::active() {
+            tap::input(&events);
+        }
         let decoded: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
         let output = self.chain.run(events.into_iter().map(|(_, e)| e).collect());
         for failure in output.failures {
@@ -515,6 +519,9 @@ impl Stage {
             ));
         }
         crate::metrics::stage_events(&self.name, "", "dead_lettered", failures.len());
+        if crate::tap::active() && !failures.is_empty() {
+            tap::dead_letters(&self.name, &batch, &self.schemas, &failures);
+        }
         Some(Prepared {
             batch,
             records,
