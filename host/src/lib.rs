@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod command;
 pub mod config;
 pub mod ingest;
 pub mod kafka;
@@ -19,3 +20,6 @@ pub mod stage;
 pub mod tail;
 pub mod tap;
 pub mod validate;
+
+#[cfg(test)]
+mod layering;

@@ -20,79 +20,143 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
-fn describe() {
-    metrics::describe_counter!(
+/// What kind of series a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A monotonic counter.
+    Counter,
+    /// A gauge.
+    Gauge,
+    /// A histogram (seconds).
+    Histogram,
+}
+
+/// Every metric Sluice records: name, kind and help text. Each is described
+/// and registered at zero (without labels) when the recorder is installed,
+/// so `/metrics` on a fresh host lists the whole set.
+pub const METRICS: &[(&str, Kind, &str)] = &[
+    (
         "sluice_ingest_events_total",
-        "Events received by HTTP ingest, by topic and status (accepted, rejected, unavailable)."
-    );
-    metrics::describe_counter!(
+        Kind::Counter,
+        "Events received by HTTP ingest, by topic and status (accepted, rejected, unavailable).",
+    ),
+    (
         "sluice_ingest_requests_total",
-        "HTTP ingest requests, by route and HTTP status."
-    );
-    metrics::describe_histogram!(
+        Kind::Counter,
+        "HTTP ingest requests, by route and HTTP status.",
+    ),
+    (
         "sluice_ingest_request_seconds",
-        "HTTP ingest request latency, including the broker acknowledgement."
-    );
-    metrics::describe_gauge!(
+        Kind::Histogram,
+        "HTTP ingest request latency, including the broker acknowledgement.",
+    ),
+    (
         "sluice_ingest_in_flight_events",
-        "Events accepted by ingest and not yet acknowledged by the broker."
-    );
-    metrics::describe_counter!(
+        Kind::Gauge,
+        "Events accepted by ingest and not yet acknowledged by the broker.",
+    ),
+    (
         "sluice_stage_events_total",
-        "Events through a stage and its plugins, by stage, plugin (empty for the stage itself) and outcome (in, kept, modified, dropped, failed, out, dead_lettered; sinks: written)."
-    );
-    metrics::describe_histogram!(
+        Kind::Counter,
+        "Events through a stage and its plugins, by stage, plugin (empty for the stage itself) and outcome (in, kept, modified, dropped, failed, out, dead_lettered; sinks: written).",
+    ),
+    (
         "sluice_stage_batch_seconds",
-        "Time from a batch's first event read to its offsets committed."
-    );
-    metrics::describe_counter!(
+        Kind::Histogram,
+        "Time from a batch's first event read to its offsets committed.",
+    ),
+    (
         "sluice_plugin_traps_total",
-        "Plugin calls that trapped (panic, time bound, memory cap), by stage and plugin."
-    );
-    metrics::describe_histogram!(
+        Kind::Counter,
+        "Plugin calls that trapped (panic, time bound, memory cap), by stage and plugin.",
+    ),
+    (
         "sluice_plugin_call_seconds",
-        "Time spent in one plugin call (one batch), by stage and plugin."
-    );
-    metrics::describe_gauge!(
+        Kind::Histogram,
+        "Time spent in one plugin call (one batch), by stage and plugin.",
+    ),
+    (
         "sluice_producer_queue_depth",
-        "Messages queued in a librdkafka producer and not yet acknowledged, by producer (ingest, stage)."
-    );
-    metrics::describe_gauge!(
+        Kind::Gauge,
+        "Messages queued in a librdkafka producer and not yet acknowledged, by producer (ingest, stage).",
+    ),
+    (
         "sluice_plugin_active",
-        "1 for each plugin version a stage runs, labelled by stage, plugin and version."
-    );
-    metrics::describe_counter!(
+        Kind::Gauge,
+        "1 for each plugin version a stage runs, labelled by stage, plugin and version.",
+    ),
+    (
         "sluice_sink_rows_total",
-        "Rows sink plugins wrote (inserted or updated), by stage and plugin."
-    );
-    metrics::describe_counter!(
+        Kind::Counter,
+        "Rows sink plugins wrote (inserted or updated), by stage and plugin.",
+    ),
+    (
         "sluice_sink_unavailable_total",
-        "Sink batch attempts that found a target (database) unavailable, by stage."
-    );
-    metrics::describe_counter!(
+        Kind::Counter,
+        "Sink batch attempts that found a target (database) unavailable, by stage.",
+    ),
+    (
         "sluice_stage_transactions_total",
-        "Exactly-once stages' transactions, by stage and result (committed, aborted)."
-    );
-    metrics::describe_histogram!(
+        Kind::Counter,
+        "Exactly-once stages' transactions, by stage and result (committed, aborted).",
+    ),
+    (
         "sluice_stage_transaction_commit_seconds",
-        "Time an exactly-once stage spends committing a transaction (offsets and commit), by stage."
-    );
-    metrics::describe_gauge!(
+        Kind::Histogram,
+        "Time an exactly-once stage spends committing a transaction (offsets and commit), by stage.",
+    ),
+    (
         "sluice_stage_assigned_partitions",
-        "Input partitions this host's consumer holds, by stage and topic; with `sluice_stage_partition_assigned` (1 per held partition) it shows how hosts of one group share the input."
-    );
-    metrics::describe_gauge!(
+        Kind::Gauge,
+        "Input partitions this host's consumer holds, by stage and topic; with `sluice_stage_partition_assigned` (1 per held partition) it shows how hosts of one group share the input.",
+    ),
+    (
         "sluice_stage_partition_assigned",
-        "1 for each input partition this host's stage holds, 0 after it moved away, by stage, topic and partition."
-    );
-    metrics::describe_gauge!(
+        Kind::Gauge,
+        "1 for each input partition this host's stage holds, 0 after it moved away, by stage, topic and partition.",
+    ),
+    (
         "sluice_stage_consumer_lag",
-        "High watermark minus committed offset, by stage, topic and partition."
-    );
-    metrics::describe_counter!(
+        Kind::Gauge,
+        "High watermark minus committed offset, by stage, topic and partition.",
+    ),
+    (
+        "sluice_plugin_counter_total",
+        Kind::Counter,
+        "Counters plugins increment through the host API, by stage, plugin and counter name.",
+    ),
+    (
+        "sluice_producer_replaced_total",
+        Kind::Counter,
+        "librdkafka producers replaced after a fatal error, by producer (ingest, stage).",
+    ),
+    (
         "sluice_tap_dropped_total",
-        "Tapped copies dropped because a tap's reader was slower than the data path."
-    );
+        Kind::Counter,
+        "Tapped copies dropped because a tap's reader was slower than the data path.",
+    ),
+];
+
+/// Describe every metric and register its label-less series at zero.
+fn describe() {
+    for &(name, kind, help) in METRICS {
+        match kind {
+            Kind::Counter => {
+                metrics::describe_counter!(name, help);
+                metrics::counter!(name).absolute(0);
+            }
+            Kind::Gauge => {
+                metrics::describe_gauge!(name, help);
+                metrics::gauge!(name).set(0.0);
+            }
+            Kind::Histogram => {
+                metrics::describe_histogram!(name, help);
+                // Registering the handle is enough: the exporter shows its
+                // buckets at zero count until something is recorded.
+                let _ = metrics::histogram!(name);
+            }
+        }
+    }
 }
 
 /// Count tapped copies dropped on a full tap channel.
@@ -232,12 +296,11 @@ pub fn stage_transaction(stage: &str, result: &'static str, elapsed: Duration) {
 }
 
 /// Report the partitions a stage's consumer holds after a rebalance.
-pub fn stage_assignment(stage: &str, assignment: &[crate::stage::Partition]) {
+pub fn stage_assignment(stage: &str, assignment: &[(String, i32)]) {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
     // What each stage held before, so partitions that moved away read 0.
-    static HELD: Mutex<BTreeMap<String, Vec<crate::stage::Partition>>> =
-        Mutex::new(BTreeMap::new());
+    static HELD: Mutex<BTreeMap<String, Vec<(String, i32)>>> = Mutex::new(BTreeMap::new());
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     let before = held
         .insert(stage.to_string(), assignment.to_vec())

@@ -50,8 +50,8 @@ pub fn schema_set(loaded: &LoadedConfig) -> anyhow::Result<SchemaSet> {
     Ok(set)
 }
 
-/// The built-in schema registry: every schema of the set, and subject
-/// `<topic>-value` (TopicNameStrategy) for each topic a route writes (its
+/// The built-in schema registry: every schema of the set, and a subject
+/// (TopicNameStrategy `<topic>-value` unless configured) for each topic a route writes (its
 /// schema) or a stage writes (the schemas of the routes writing its input,
 /// else every schema of the set).
 pub fn builtin_registry(
@@ -120,8 +120,10 @@ pub fn external_reader(
 
 type Subjects = Vec<(String, Vec<Arc<crate::schema::LoadedSchema>>)>;
 
-/// Subject (`<topic>-value`) → schemas written to it, for every route and
-/// stage output (only those in Confluent framing with `confluent_only`).
+/// Subject (named by `[schema_registry] subject_strategy`, default
+/// `<topic>-value`, or a route's `subject`) → schemas written to it, for
+/// every route and stage output (only those in Confluent framing with
+/// `confluent_only`).
 fn subjects(
     loaded: &LoadedConfig,
     set: &mut SchemaSet,
@@ -140,12 +142,25 @@ fn subjects(
         }
         None => subjects.push((subject, vec![schema])),
     };
+    let strategy = loaded
+        .config
+        .schema_registry
+        .as_ref()
+        .map(|r| r.subject_strategy)
+        .unwrap_or_default();
+    let name = |topic: &str, schema: &crate::schema::LoadedSchema| {
+        strategy.subject(topic, schema.full_name().as_deref())
+    };
     let mut by_topic: Vec<(String, Arc<crate::schema::LoadedSchema>)> = Vec::new();
     if let Some(ingest) = &loaded.config.ingest {
         for route in &ingest.routes {
             let schema = set.load(&loaded.resolve(route.schema.get_ref()))?;
             if !confluent_only || route.framing == Framing::Confluent {
-                add(format!("{}-value", route.topic.get_ref()), schema.clone());
+                let subject = match &route.subject {
+                    Some(subject) => subject.clone(),
+                    None => name(route.topic.get_ref(), &schema),
+                };
+                add(subject, schema.clone());
             }
             by_topic.push((route.topic.get_ref().clone(), schema));
         }
@@ -168,7 +183,7 @@ fn subjects(
             from_routes
         };
         for schema in schemas {
-            add(format!("{}-value", output.get_ref()), schema);
+            add(name(output.get_ref(), &schema), schema);
         }
     }
     Ok(subjects)
@@ -184,6 +199,30 @@ pub async fn run_until(
     loaded: LoadedConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mut host = start(loaded).await?;
+    host.serve(shutdown).await?;
+    host.drain().await
+}
+
+/// A started host: what [`Host::drain`] stops, in order.
+struct Host {
+    loaded: LoadedConfig,
+    kafka: Kafka,
+    board: StatusBoard,
+    /// Tells stage threads to finish their batch and stop.
+    stop: Arc<AtomicBool>,
+    stage_threads: Vec<std::thread::JoinHandle<()>>,
+    ingest: Option<Arc<Ingest>>,
+    plugins: Option<Arc<crate::plugins::PluginService>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Closes the HTTP listener at the end of the drain.
+    close: tokio::sync::watch::Sender<bool>,
+}
+
+/// Start everything the configuration enables: the broker connection,
+/// schemas and registry, the plugin store, stages, ingest and the HTTP
+/// listener.
+async fn start(loaded: LoadedConfig) -> anyhow::Result<Host> {
     let config = &loaded.config;
     let metrics = match crate::metrics::install() {
         Ok(handle) => Some(handle),
@@ -271,6 +310,7 @@ pub async fn run_until(
         Some((_, health)) => health.clone(),
         None => BrokerHealth::watch(kafka.reader()?, Duration::from_secs(1))?,
     };
+    let ingest = ingest.map(|(ingest, _)| ingest);
     let token = config
         .admin
         .token
@@ -293,7 +333,7 @@ pub async fn run_until(
         admin_router
     };
     let (router, listen) = match (&ingest, &config.ingest, &config.admin.listen) {
-        (Some((ingest, _)), Some(ingest_config), _) => (
+        (Some(ingest), Some(ingest_config), _) => (
             Some(ingest.clone().router().merge(admin_router)),
             Some(ingest_config.listen.get_ref().clone()),
         ),
@@ -303,98 +343,131 @@ pub async fn run_until(
 
     // The HTTP listener stays open through the drain: ingest answers 503
     // and `/readyz` 503 until everything is flushed and committed.
-    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
-    let mut server = match (router, listen) {
+    let (close, close_rx) = tokio::sync::watch::channel(false);
+    let server = match (router, listen) {
         (Some(router), Some(listen)) => {
             Some(tokio::spawn(serve(bind(&listen).await?, router, close_rx)))
         }
         _ => None,
     };
-    match &mut server {
-        Some(handle) => {
-            tokio::select! {
-                () = shutdown => {}
-                result = handle => {
-                    // The server ended without a signal: that is a failure.
-                    stop.store(true, Ordering::SeqCst);
-                    return match result {
-                        Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
-                        Ok(Err(e)) => Err(e),
-                        Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
-                    };
+    Ok(Host {
+        loaded,
+        kafka,
+        board,
+        stop,
+        stage_threads,
+        ingest,
+        plugins,
+        server,
+        close,
+    })
+}
+
+impl Host {
+    /// Serve until `shutdown` completes. An HTTP server that ends on its own
+    /// is a failure: the stages are told to stop and the error returned.
+    async fn serve(&mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Some(handle) = &mut self.server else {
+            shutdown.await;
+            return Ok(());
+        };
+        tokio::select! {
+            () = shutdown => Ok(()),
+            result = handle => {
+                self.stop.store(true, Ordering::SeqCst);
+                match result {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(anyhow::anyhow!("HTTP server task failed: {e}")),
                 }
             }
         }
-        None => shutdown.await,
     }
 
-    let bound = Duration::from_millis(config.shutdown.timeout_ms);
-    let linger = Duration::from_millis(config.shutdown.linger_ms);
-    let signalled = tokio::time::Instant::now();
-    let deadline = signalled + bound;
-    tracing::info!(
-        timeout_ms = config.shutdown.timeout_ms,
-        "shutting down: ingest answers 503; draining ingest and stages"
-    );
-    board.set_draining();
-    // Stages finish the batch in flight, commit it and stop, while ingest
-    // settles the requests it accepted and flushes its producer.
-    stop.store(true, Ordering::SeqCst);
-    let ingest_drained = async {
-        match &ingest {
-            Some((ingest, _)) => ingest.drain(deadline).await,
-            None => true,
-        }
-    };
-    let stages_stopped = async {
-        while !stage_threads
-            .iter()
-            .all(std::thread::JoinHandle::is_finished)
-        {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
-    };
-    let (ingest_ok, stages_ok) = tokio::join!(ingest_drained, stages_stopped);
-    tokio::time::sleep_until(signalled + linger).await;
-    let _ = close_tx.send(true);
-    if let Some(server) = server {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left.max(Duration::from_millis(100)), server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server failed while closing"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-            Err(_) => tracing::warn!("HTTP connections still open at the drain bound"),
-        }
-    }
-    for thread in stage_threads {
-        if thread.is_finished() {
-            let _ = thread.join();
-        }
-    }
-    if let Some(plugins) = &plugins {
-        plugins.stop();
-    }
-    drop(kafka);
-    if !(ingest_ok && stages_ok) {
-        anyhow::bail!(
-            "shutdown did not finish within shutdown.timeout_ms = {} ({}); work not committed is read again after a restart",
-            config.shutdown.timeout_ms,
-            match (ingest_ok, stages_ok) {
-                (false, false) => "ingest and stages",
-                (false, true) => "ingest acknowledgements",
-                _ => "stages",
-            }
+    /// Drain within `shutdown.timeout_ms`: ingest answers 503 and settles
+    /// what it accepted, stages commit their batch in flight and stop, then
+    /// the listener closes (after `shutdown.linger_ms`).
+    async fn drain(self) -> anyhow::Result<()> {
+        let Host {
+            loaded,
+            kafka,
+            board,
+            stop,
+            stage_threads,
+            ingest,
+            plugins,
+            server,
+            close,
+        } = self;
+        let config = &loaded.config;
+        let bound = Duration::from_millis(config.shutdown.timeout_ms);
+        let linger = Duration::from_millis(config.shutdown.linger_ms);
+        let signalled = tokio::time::Instant::now();
+        let deadline = signalled + bound;
+        tracing::info!(
+            timeout_ms = config.shutdown.timeout_ms,
+            "shutting down: ingest answers 503; draining ingest and stages"
         );
+        board.set_draining();
+        // Stages finish the batch in flight, commit it and stop, while ingest
+        // settles the requests it accepted and flushes its producer.
+        stop.store(true, Ordering::SeqCst);
+        let ingest_drained = async {
+            match &ingest {
+                Some(ingest) => ingest.drain(deadline).await,
+                None => true,
+            }
+        };
+        let stages_stopped = async {
+            while !stage_threads
+                .iter()
+                .all(std::thread::JoinHandle::is_finished)
+            {
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            true
+        };
+        let (ingest_ok, stages_ok) = tokio::join!(ingest_drained, stages_stopped);
+        tokio::time::sleep_until(signalled + linger).await;
+        let _ = close.send(true);
+        if let Some(server) = server {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left.max(Duration::from_millis(100)), server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server failed while closing"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+                Err(_) => tracing::warn!("HTTP connections still open at the drain bound"),
+            }
+        }
+        for thread in stage_threads {
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+        if let Some(plugins) = &plugins {
+            plugins.stop();
+        }
+        drop(kafka);
+        if !(ingest_ok && stages_ok) {
+            anyhow::bail!(
+                "shutdown did not finish within shutdown.timeout_ms = {} ({}); work not committed is read again after a restart",
+                config.shutdown.timeout_ms,
+                match (ingest_ok, stages_ok) {
+                    (false, false) => "ingest and stages",
+                    (false, true) => "ingest acknowledgements",
+                    _ => "stages",
+                }
+            );
+        }
+        tracing::info!(
+            elapsed_ms = signalled.elapsed().as_millis() as u64,
+            "sluice stopped"
+        );
+        Ok(())
     }
-    tracing::info!(
-        elapsed_ms = signalled.elapsed().as_millis() as u64,
-        "sluice stopped"
-    );
-    Ok(())
 }
 
 async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {

@@ -32,27 +32,7 @@ pub struct TailArgs {
 
 /// Print the records, one JSON object per line, oldest first.
 pub fn main(args: &TailArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(text) => {
-            use std::io::Write;
-            let _ = writeln!(std::io::stdout().lock(), "{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::command::print_outcome(run(args))
 }
 
 async fn run(args: &TailArgs) -> anyhow::Result<String> {

@@ -237,3 +237,51 @@ async fn health_and_readiness() -> anyhow::Result<()> {
     assert_eq!(ready["broker"], "reachable");
     Ok(())
 }
+
+/// `/metrics` on a fresh host, before any traffic, lists every metric name
+/// that host/src/metrics.rs records (each described and registered at zero).
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_host_lists_every_metric() -> anyhow::Result<()> {
+    let s = start("")?;
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.sluice.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let source = std::fs::read_to_string(repo_path("host/src/metrics.rs"))?;
+    let mut names: Vec<&str> = source
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.starts_with("sluice_") && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 19, "found only {names:?} in metrics.rs");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|name| !metrics.contains(&format!("# TYPE {name} ")))
+        .collect();
+    println!(
+        "{} metric names in metrics.rs, {} missing from a fresh host's /metrics",
+        names.len(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "missing {missing:?} in:\n{metrics}");
+    for line in metrics
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let value = line.rsplit(' ').next().unwrap_or_default();
+        assert_eq!(
+            value.parse::<f64>()?,
+            0.0,
+            "non-zero before any traffic: {line}"
+        );
+    }
+    Ok(())
+}

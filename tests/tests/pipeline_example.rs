@@ -131,7 +131,10 @@ async fn pipeline_example_cleans_events_on_the_embedded_broker() -> anyhow::Resu
         metrics.contains("sluice_stage_consumer_lag{"),
         "consumer lag per partition:\n{metrics}"
     );
-    assert!(metrics.contains("sluice_stage_batch_seconds"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_stage_batch_seconds_count{stage="),
+        "{metrics}"
+    );
     // Ingest: requests by route and status, events by status, latency, queue.
     assert!(
         sample("sluice_ingest_requests_total", &[("status", "202")]) >= 1.0,

@@ -250,6 +250,10 @@ pub struct RouteConfig {
     /// `[kafka.client] compression.type`, else lz4).
     #[serde(default)]
     pub compression: Option<super::ProducerCompression>,
+    /// Registry subject of this route's schema, instead of the one
+    /// `[schema_registry] subject_strategy` names.
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 fn default_event_type() -> String {

@@ -72,6 +72,38 @@ pub struct SchemaRegistryConfig {
         deserialize_with = "super::duration::millis"
     )]
     pub timeout_ms: u64,
+    /// How a topic's schemas are named as registry subjects (Confluent's
+    /// subject name strategies): `topic` (default), `record` or
+    /// `topic-record`. A route's `subject` overrides it.
+    #[serde(default)]
+    pub subject_strategy: SubjectStrategy,
+}
+
+/// Confluent's subject name strategies: which registry subject a record
+/// value written to a topic is registered and looked up under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubjectStrategy {
+    /// TopicNameStrategy: `<topic>-value` (the default).
+    #[default]
+    Topic,
+    /// RecordNameStrategy: the record's full name, e.g. `sluice.Event`.
+    Record,
+    /// TopicRecordNameStrategy: `<topic>-<record full name>`.
+    TopicRecord,
+}
+
+impl SubjectStrategy {
+    /// The subject of values written to `topic` with a schema whose full
+    /// name is `record` (`None` for a schema that is not a named record,
+    /// which the record strategies name by the topic, as `topic` does).
+    pub fn subject(self, topic: &str, record: Option<&str>) -> String {
+        match (self, record) {
+            (Self::Record, Some(record)) => record.to_string(),
+            (Self::TopicRecord, Some(record)) => format!("{topic}-{record}"),
+            _ => format!("{topic}-value"),
+        }
+    }
 }
 
 fn default_registry_timeout_ms() -> u64 {
@@ -107,4 +139,58 @@ fn default_entity_attribute() -> String {
 
 fn default_log_type() -> String {
     "log".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_strategies_name_as_confluent_does() {
+        let record = Some("sluice.telemetry.Event");
+        assert_eq!(
+            SubjectStrategy::Topic.subject("telemetry.events", record),
+            "telemetry.events-value"
+        );
+        assert_eq!(
+            SubjectStrategy::Record.subject("telemetry.events", record),
+            "sluice.telemetry.Event"
+        );
+        assert_eq!(
+            SubjectStrategy::TopicRecord.subject("telemetry.events", record),
+            "telemetry.events-sluice.telemetry.Event"
+        );
+        assert_eq!(
+            SubjectStrategy::Record.subject("t", None),
+            "t-value",
+            "a schema without a record name falls back to the topic"
+        );
+    }
+
+    #[test]
+    fn subject_strategy_parses_and_defaults_to_topic() {
+        #[derive(Deserialize)]
+        struct Doc {
+            schema_registry: SchemaRegistryConfig,
+        }
+        let doc: Doc = toml::from_str("[schema_registry]\nurl = \"http://r\"\n").unwrap();
+        assert_eq!(doc.schema_registry.subject_strategy, SubjectStrategy::Topic);
+        for (text, want) in [
+            ("topic", SubjectStrategy::Topic),
+            ("record", SubjectStrategy::Record),
+            ("topic-record", SubjectStrategy::TopicRecord),
+        ] {
+            let doc: Doc = toml::from_str(&format!(
+                "[schema_registry]\nurl = \"http://r\"\nsubject_strategy = \"{text}\"\n"
+            ))
+            .unwrap();
+            assert_eq!(doc.schema_registry.subject_strategy, want);
+        }
+        assert!(
+            toml::from_str::<Doc>(
+                "[schema_registry]\nurl = \"http://r\"\nsubject_strategy = \"nope\"\n"
+            )
+            .is_err()
+        );
+    }
 }

@@ -185,14 +185,23 @@ impl Kafka {
         config
     }
 
-    /// A consumer with no group, for manual partition assignment (replay).
+    /// A consumer with no group, for manual partition assignment (broker
+    /// health, tails).
     pub fn reader(&self) -> anyhow::Result<rdkafka::consumer::BaseConsumer> {
+        self.reader_config("reader")
+            .create()
+            .context("cannot create Kafka reader")
+    }
+
+    /// The config of a group-less reader for `purpose` (manually assigned
+    /// partitions; it never commits, so its `group.id` is never used).
+    pub fn reader_config(&self, purpose: &str) -> ClientConfig {
         let mut config = self.client_config();
         config
-            .set("group.id", "sluice-reader-unused")
+            .set("group.id", format!("sluice-{purpose}-unused"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false");
-        config.create().context("cannot create Kafka reader")
+        config
     }
 
     /// Create the topics that do not exist yet, with the configured partition
@@ -305,4 +314,18 @@ fn setting_or(settings: &[(String, String)], key: &str, default: &str) -> String
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| default.to_string())
+}
+
+/// A record's headers as `(name, value)` pairs, in order (a header without
+/// a value reads as empty).
+pub fn record_headers<M: rdkafka::Message>(message: &M) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::message::Headers;
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -87,28 +87,7 @@ pub fn main(args: &PluginArgs) -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(text) => {
-            // A closed pipe (`| head`) is not an error worth a panic.
-            use std::io::Write;
-            let _ = writeln!(std::io::stdout().lock(), "{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::command::print_outcome(run(args))
 }
 
 async fn run(args: &PluginArgs) -> anyhow::Result<String> {

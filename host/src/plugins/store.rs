@@ -227,12 +227,8 @@ impl Store {
             .context("cannot create the plugin store producer")?;
         // Group-less, manually assigned; short fetch waits so a push
         // reaches every host quickly (one fetch every 100 ms when idle).
-        let mut reader_config = kafka.client_config();
-        reader_config
-            .set("group.id", "sluice-plugin-store-unused")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", "100");
+        let mut reader_config = kafka.reader_config("plugin-store");
+        reader_config.set("fetch.wait.max.ms", "100");
         let reader: BaseConsumer = reader_config
             .create()
             .context("cannot create the plugin store reader")?;

@@ -1,6 +1,11 @@
 //! Where replayed events go: NDJSON or an Avro container file (to a file or
 //! stdout), or a Kafka topic written exactly as a stage writes its output.
 
+use std::time::Duration;
+
+use super::{InputError, ReplayArgs};
+use crate::config::LoadedConfig;
+use crate::kafka::Kafka;
 use std::io::Write;
 
 use anyhow::Context;
@@ -192,6 +197,63 @@ fn write_line(
     out.write_all(b"],\"value\":")?;
     out.write_all(json)?;
     out.write_all(b"}\n")
+}
+
+/// The writer schema of an Avro container file: the ingest route's schema
+/// for the topic, else the only schema known.
+pub(super) fn avro_writer_schema(
+    loaded: &LoadedConfig,
+    schemas: &crate::schema::SchemaSet,
+    topic: &str,
+) -> anyhow::Result<std::sync::Arc<LoadedSchema>> {
+    let mut set = schemas.clone();
+    if let Some(ingest) = &loaded.config.ingest
+        && let Some(route) = ingest.routes.iter().find(|r| r.topic.get_ref() == topic)
+    {
+        return set.load(&loaded.resolve(route.schema.get_ref()));
+    }
+    let mut all = schemas.schemas();
+    match (all.next(), all.next()) {
+        (Some(only), None) => Ok(only.clone()),
+        _ => Err(InputError::new(format!(
+            "--format avro needs one writer schema: no ingest route writes `{topic}` and the schema set has {} schemas",
+            schemas.schemas().count()
+        ))
+        .into()),
+    }
+}
+
+pub(super) fn open_sink<'s>(
+    args: &ReplayArgs,
+    kafka: &Kafka,
+    writer_schema: Option<&'s LoadedSchema>,
+) -> anyhow::Result<Sink<'s>> {
+    if let Some(topic) = &args.out_topic {
+        return Ok(Sink::Topic {
+            producer: kafka.producer("replay", Duration::from_secs(60))?,
+            topic: topic.clone(),
+            pending: Vec::new(),
+        });
+    }
+    let out: Box<dyn Write + Send> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(path).map_err(|e| {
+                InputError::new(format!("--out {}: cannot create: {e}", path.display()))
+            })?,
+        )),
+        None => Box::new(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::io::stdout(),
+        )),
+    };
+    Ok(match writer_schema {
+        Some(schema) => Sink::Avro(
+            Box::new(apache_avro::Writer::new(&schema.schema, out)),
+            schema,
+        ),
+        None => Sink::Ndjson(out),
+    })
 }
 
 #[cfg(test)]

@@ -148,30 +148,69 @@ impl Link {
         tracing::warn!(stage, plugin = %self.plugin.name, version = %self.plugin.version(), error = %e, "plugin call failed");
         e.to_string()
     }
+}
 
-    /// Outcomes for `batch`, isolating events that make the plugin fail:
-    /// `retries` more attempts on the whole batch, then halving.
+impl Step for Link {
+    fn name(&self) -> &str {
+        &self.plugin.name
+    }
+
+    fn label(&self) -> &str {
+        Link::label(self)
+    }
+
     fn run_isolating(
         &mut self,
         stage: &str,
         batch: &[Event],
         retries: u32,
     ) -> Vec<Result<Outcome, String>> {
-        let mut last_error = String::new();
-        for _ in 0..=retries {
-            match self.call(stage, batch) {
-                Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
-                Err(e) => last_error = e,
-            }
-        }
-        if batch.len() == 1 {
-            return vec![Err(last_error)];
-        }
-        let (left, right) = batch.split_at(batch.len() / 2);
-        let mut out = self.run_isolating(stage, left, 0);
-        out.extend(self.run_isolating(stage, right, 0));
-        out
+        isolate(batch, retries, &mut |part| self.call(stage, part))
     }
+}
+
+/// One step of a chain as [`run_steps`] drives it: a [`Link`], or a fake
+/// plugin in tests.
+pub(crate) trait Step {
+    /// Plugin name.
+    fn name(&self) -> &str;
+    /// Version label for headers and dead letters.
+    fn label(&self) -> &str;
+    /// One outcome per event of `batch`, or why that event failed.
+    fn run_isolating(
+        &mut self,
+        stage: &str,
+        batch: &[Event],
+        retries: u32,
+    ) -> Vec<Result<Outcome, String>>;
+}
+
+/// One call of a plugin on a batch: an outcome per event, or why the whole
+/// batch failed (a trap, a timeout, the plugin's own batch error).
+pub(crate) type PluginCall<'a> = dyn FnMut(&[Event]) -> Result<Vec<Outcome>, String> + 'a;
+
+/// Outcomes for `batch`, isolating events that make `call` fail: `retries`
+/// more attempts on the whole batch, then halving until each failing event
+/// is alone (its error is the last one seen).
+pub(crate) fn isolate(
+    batch: &[Event],
+    retries: u32,
+    call: &mut PluginCall<'_>,
+) -> Vec<Result<Outcome, String>> {
+    let mut last_error = String::new();
+    for _ in 0..=retries {
+        match call(batch) {
+            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            Err(e) => last_error = e,
+        }
+    }
+    if batch.len() == 1 {
+        return vec![Err(last_error)];
+    }
+    let (left, right) = batch.split_at(batch.len() / 2);
+    let mut out = isolate(left, 0, call);
+    out.extend(isolate(right, 0, call));
+    out
 }
 
 /// An ordered chain of plugins for one stage.
@@ -206,101 +245,113 @@ impl Chain {
 
     /// Run every plugin in order over `events`, whose values must be valid
     /// JSON (what plugins are promised; the stage decodes them from Avro).
-    pub fn run(&mut self, mut events: Vec<Event>) -> ChainOutput {
-        // Events and their bookkeeping live in parallel vectors so each
-        // plugin gets the batch by reference, without a copy per plugin.
-        let mut meta: Vec<Meta> = (0..events.len())
-            .map(|source| Meta {
-                source,
-                changed: false,
-                changed_by: None,
-            })
-            .collect();
-        let mut out = ChainOutput::default();
-        for link in &mut self.links {
-            if events.is_empty() {
-                break;
-            }
-            let name = link.plugin.name.clone();
-            let version = link.label().to_string();
-            let identity = Arc::new((name.clone(), version.clone()));
-            crate::metrics::stage_events(&self.stage, &name, "in", events.len());
-            let results = link.run_isolating(&self.stage, &events, self.retries);
-            let mut next_events = Vec::with_capacity(events.len());
-            let mut next_meta = Vec::with_capacity(events.len());
-            let mut counts = Counts::default();
-            for ((event, m), result) in events.into_iter().zip(meta).zip(results) {
-                // Every plugin may rely on getting valid JSON: a value that
-                // is not fails its event, naming the plugin that returned it.
-                match result.and_then(checked) {
-                    Ok(Outcome::Keep(edits)) if edits.is_empty() => {
-                        counts.kept += 1;
-                        next_events.push(event);
-                        next_meta.push(m);
-                    }
-                    Ok(Outcome::Keep(edits)) => {
-                        counts.modified += 1;
-                        let mut event = event;
-                        edits.into_iter().for_each(|e| event.apply(e));
-                        next_events.push(event);
-                        next_meta.push(m);
-                    }
-                    Ok(Outcome::Modify(value, edits)) => {
-                        counts.modified += 1;
-                        let mut event = event;
-                        event.value = value;
-                        edits.into_iter().for_each(|e| event.apply(e));
-                        next_events.push(event);
-                        next_meta.push(m.touched(&identity));
-                    }
-                    Ok(Outcome::Replace(new)) => {
-                        counts.modified += 1;
-                        next_events.push(new);
-                        next_meta.push(m.touched(&identity));
-                    }
-                    Ok(Outcome::Drop) => counts.dropped += 1,
-                    Ok(Outcome::FanOut(created)) => {
-                        counts.modified += 1;
-                        let m = m.touched(&identity);
-                        for mut new in created {
-                            if new.timestamp_ms.is_none() {
-                                new.timestamp_ms = event.timestamp_ms;
-                            }
-                            next_events.push(new);
-                            next_meta.push(m.clone());
+    pub fn run(&mut self, events: Vec<Event>) -> ChainOutput {
+        run_steps(&self.stage, &mut self.links, self.retries, events)
+    }
+}
+
+/// Run every step in order over `events`: each step gets the batch by
+/// reference, failures are isolated per event, and each output item keeps
+/// the index of the input it came from.
+pub(crate) fn run_steps<S: Step>(
+    stage: &str,
+    steps: &mut [S],
+    retries: u32,
+    mut events: Vec<Event>,
+) -> ChainOutput {
+    // Events and their bookkeeping live in parallel vectors so each
+    // plugin gets the batch by reference, without a copy per plugin.
+    let mut meta: Vec<Meta> = (0..events.len())
+        .map(|source| Meta {
+            source,
+            changed: false,
+            changed_by: None,
+        })
+        .collect();
+    let mut out = ChainOutput::default();
+    for link in steps.iter_mut() {
+        if events.is_empty() {
+            break;
+        }
+        let name = link.name().to_string();
+        let version = link.label().to_string();
+        let identity = Arc::new((name.clone(), version.clone()));
+        crate::metrics::stage_events(stage, &name, "in", events.len());
+        let results = link.run_isolating(stage, &events, retries);
+        let mut next_events = Vec::with_capacity(events.len());
+        let mut next_meta = Vec::with_capacity(events.len());
+        let mut counts = Counts::default();
+        for ((event, m), result) in events.into_iter().zip(meta).zip(results) {
+            // Every plugin may rely on getting valid JSON: a value that
+            // is not fails its event, naming the plugin that returned it.
+            match result.and_then(checked) {
+                Ok(Outcome::Keep(edits)) if edits.is_empty() => {
+                    counts.kept += 1;
+                    next_events.push(event);
+                    next_meta.push(m);
+                }
+                Ok(Outcome::Keep(edits)) => {
+                    counts.modified += 1;
+                    let mut event = event;
+                    edits.into_iter().for_each(|e| event.apply(e));
+                    next_events.push(event);
+                    next_meta.push(m);
+                }
+                Ok(Outcome::Modify(value, edits)) => {
+                    counts.modified += 1;
+                    let mut event = event;
+                    event.value = value;
+                    edits.into_iter().for_each(|e| event.apply(e));
+                    next_events.push(event);
+                    next_meta.push(m.touched(&identity));
+                }
+                Ok(Outcome::Replace(new)) => {
+                    counts.modified += 1;
+                    next_events.push(new);
+                    next_meta.push(m.touched(&identity));
+                }
+                Ok(Outcome::Drop) => counts.dropped += 1,
+                Ok(Outcome::FanOut(created)) => {
+                    counts.modified += 1;
+                    let m = m.touched(&identity);
+                    for mut new in created {
+                        if new.timestamp_ms.is_none() {
+                            new.timestamp_ms = event.timestamp_ms;
                         }
-                    }
-                    Ok(Outcome::Fail(error)) | Err(error) => {
-                        counts.failed += 1;
-                        out.failures.push(Failure {
-                            source: m.source,
-                            plugin: name.clone(),
-                            version: version.clone(),
-                            error,
-                        });
+                        next_events.push(new);
+                        next_meta.push(m.clone());
                     }
                 }
+                Ok(Outcome::Fail(error)) | Err(error) => {
+                    counts.failed += 1;
+                    out.failures.push(Failure {
+                        source: m.source,
+                        plugin: name.clone(),
+                        version: version.clone(),
+                        error,
+                    });
+                }
             }
-            counts.report(&self.stage, &name);
-            out.dropped += counts.dropped;
-            if crate::tap::active() {
-                tap_output(&self.stage, &name, &next_events);
-            }
-            events = next_events;
-            meta = next_meta;
         }
-        out.items = events
-            .into_iter()
-            .zip(meta)
-            .map(|(event, m)| Item {
-                event,
-                source: m.source,
-                changed: m.changed,
-                changed_by: m.changed_by,
-            })
-            .collect();
-        out
+        counts.report(stage, &name);
+        out.dropped += counts.dropped;
+        if crate::tap::active() {
+            tap_output(stage, &name, &next_events);
+        }
+        events = next_events;
+        meta = next_meta;
     }
+    out.items = events
+        .into_iter()
+        .zip(meta)
+        .map(|(event, m)| Item {
+            event,
+            source: m.source,
+            changed: m.changed,
+            changed_by: m.changed_by,
+        })
+        .collect();
+    out
 }
 
 /// Offer one plugin's output to the taps on it (only called while a tap is
@@ -380,7 +431,7 @@ impl Meta {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::Event;
+    use crate::runtime::{Edit, Event};
 
     fn event(value: &str) -> Event {
         Event {
@@ -412,5 +463,185 @@ mod tests {
         ] {
             assert_eq!(checked(outcome.clone()), Ok(outcome));
         }
+    }
+
+    /// A fake plugin: `f` maps each event to an outcome; a batch holding an
+    /// event whose value contains `poison` fails as a whole (as a trap does).
+    struct Fake {
+        name: &'static str,
+        poison: Option<&'static str>,
+        calls: usize,
+        f: fn(&Event) -> Outcome,
+    }
+
+    impl Fake {
+        fn new(name: &'static str, f: fn(&Event) -> Outcome) -> Self {
+            Self {
+                name,
+                poison: None,
+                calls: 0,
+                f,
+            }
+        }
+    }
+
+    impl Step for Fake {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn label(&self) -> &str {
+            "v1"
+        }
+        fn run_isolating(
+            &mut self,
+            _stage: &str,
+            batch: &[Event],
+            retries: u32,
+        ) -> Vec<Result<Outcome, String>> {
+            let (poison, f) = (self.poison, self.f);
+            let calls = &mut self.calls;
+            isolate(batch, retries, &mut |part| {
+                *calls += 1;
+                let poisoned = poison.is_some_and(|p| {
+                    part.iter()
+                        .any(|e| String::from_utf8_lossy(&e.value).contains(p))
+                });
+                if poisoned {
+                    Err("wasm trap: unreachable".into())
+                } else {
+                    Ok(part.iter().map(f).collect())
+                }
+            })
+        }
+    }
+
+    fn numbered(n: usize) -> Vec<Event> {
+        (0..n).map(|i| event(&format!("{{\"n\":{i}}}"))).collect()
+    }
+
+    fn n(e: &Event) -> usize {
+        let v: serde_json::Value = serde_json::from_slice(&e.value).unwrap();
+        v["n"].as_u64().unwrap() as usize
+    }
+
+    #[test]
+    fn a_poisoned_event_is_isolated_and_the_rest_of_the_batch_goes_on() {
+        let mut fake = Fake::new("enrich", |_| Outcome::Keep(Vec::new()));
+        fake.poison = Some("\"n\":13}");
+        let mut steps = [fake];
+        let out = run_steps("s", &mut steps, 2, numbered(32));
+        assert_eq!(out.items.len(), 31);
+        assert!(out.items.iter().all(|i| n(&i.event) != 13));
+        assert_eq!(
+            out.failures,
+            vec![Failure {
+                source: 13,
+                plugin: "enrich".into(),
+                version: "v1".into(),
+                error: "wasm trap: unreachable".into()
+            }]
+        );
+        // 3 attempts on the whole batch, then one halving path of 5 levels
+        // (2 calls each): the retries and the bisect are both bounded.
+        assert_eq!(steps[0].calls, 3 + 2 * 5);
+    }
+
+    #[test]
+    fn drops_fan_outs_and_failures_keep_their_source_index_through_the_chain() {
+        fn first(e: &Event) -> Outcome {
+            match n(e) % 4 {
+                0 => Outcome::Drop,
+                1 => Outcome::FanOut(vec![
+                    event(&format!("{{\"n\":{}}}", n(e) * 100)),
+                    event(&format!("{{\"n\":{}}}", n(e) * 100 + 1)),
+                ]),
+                2 => Outcome::Fail(format!("bad {}", n(e))),
+                _ => Outcome::Modify(format!("{{\"n\":{},\"x\":1}}", n(e)).into(), Vec::new()),
+            }
+        }
+        fn second(e: &Event) -> Outcome {
+            if n(e) == 501 {
+                Outcome::Fail("second refuses 501".into())
+            } else {
+                Outcome::Keep(vec![Edit::SetTopic("out".into())])
+            }
+        }
+        let mut steps = [Fake::new("first", first), Fake::new("second", second)];
+        let out = run_steps("s", &mut steps, 0, numbered(8));
+        let items: Vec<(usize, usize, bool)> = out
+            .items
+            .iter()
+            .map(|i| (i.source, n(&i.event), i.changed))
+            .collect();
+        assert_eq!(
+            items,
+            vec![
+                (1, 100, true),
+                (1, 101, true),
+                (3, 3, true),
+                (5, 500, true),
+                (7, 7, true)
+            ]
+        );
+        assert!(
+            out.items
+                .iter()
+                .all(|i| i.event.topic.as_deref() == Some("out"))
+        );
+        assert!(
+            out.items
+                .iter()
+                .all(|i| i.changed_by.as_deref() == Some(&("first".to_string(), "v1".to_string())))
+        );
+        let failures: Vec<(usize, &str, &str)> = out
+            .failures
+            .iter()
+            .map(|f| (f.source, f.plugin.as_str(), f.error.as_str()))
+            .collect();
+        assert_eq!(
+            failures,
+            vec![
+                (2, "first", "bad 2"),
+                (6, "first", "bad 6"),
+                (5, "second", "second refuses 501")
+            ]
+        );
+        assert_eq!(out.dropped, 2);
+    }
+
+    #[test]
+    fn a_metadata_edit_leaves_the_value_unchanged_and_reusable() {
+        let mut steps = [Fake::new("route", |_| {
+            Outcome::Keep(vec![Edit::SetTopic("elsewhere".into())])
+        })];
+        let out = run_steps("s", &mut steps, 0, numbered(3));
+        assert!(
+            out.items
+                .iter()
+                .all(|i| !i.changed && i.changed_by.is_none())
+        );
+    }
+
+    #[test]
+    fn a_step_returning_invalid_json_fails_only_that_event_naming_the_step() {
+        let mut steps = [
+            Fake::new("broken", |e| {
+                if n(e) == 1 {
+                    Outcome::Modify(bytes::Bytes::from_static(b"{oops"), Vec::new())
+                } else {
+                    Outcome::Keep(Vec::new())
+                }
+            }),
+            Fake::new("after", |_| Outcome::Keep(Vec::new())),
+        ];
+        let out = run_steps("s", &mut steps, 0, numbered(3));
+        assert_eq!(out.items.len(), 2);
+        assert_eq!(out.failures.len(), 1);
+        assert_eq!(out.failures[0].source, 1);
+        assert_eq!(out.failures[0].plugin, "broken");
+        assert_eq!(
+            steps[1].calls, 1,
+            "the next step sees the surviving events once"
+        );
     }
 }

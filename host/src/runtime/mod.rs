@@ -4,12 +4,14 @@
 //! files, network, environment or clock), and chains of transforms.
 
 pub mod bindings;
+mod capabilities;
 mod chain;
 mod engine;
 mod event;
 mod plugin;
 mod sink;
 
+pub use capabilities::{Capabilities, NoCapabilities};
 pub use chain::{Chain, ChainOutput, Failure, Item, Link};
 pub use engine::{Runtime, default_cache_dir};
 pub use event::{Edit, Event, Header, Origin, Outcome};
@@ -94,19 +96,6 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) -> Vec<S
             return passed;
         }
     };
-    let io = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(io) => io,
-        Err(e) => {
-            problems.push(crate::config::Diagnostic::file_level(
-                &loaded.path,
-                format!("cannot start an async runtime: {e}"),
-            ));
-            return passed;
-        }
-    };
     for (i, stage) in loaded.config.stages.iter().enumerate() {
         let limits = stage.limits.unwrap_or(loaded.config.plugins.limits);
         for name in &stage.chain {
@@ -172,16 +161,12 @@ pub fn check_plugins(loaded: &LoadedConfig, problems: &mut Diagnostics) -> Vec<S
                 .map_err(|e| format!("{e:#}"))
                 .and_then(|plugin| {
                     // `init` only checks its config; it gets no capabilities.
-                    let grants = std::sync::Arc::new(crate::sink::Grants::none(
-                        stage.name.get_ref(),
-                        io.handle().clone(),
-                    ));
                     plugin
                         .instantiate(
                             stage.name.get_ref(),
                             &plugin_config_json(stage, sink.get_ref()),
                             limits,
-                            crate::sink::Session::new(grants),
+                            Box::new(NoCapabilities),
                         )
                         .map(|_| {
                             plugin_line(

@@ -35,7 +35,7 @@ pub struct PluginState {
     limiter: Limiter,
     id: Arc<PluginId>,
     /// Sink capabilities (connections, directories); `None` for transforms.
-    pub(super) session: Option<crate::sink::Session>,
+    pub(super) session: Option<Box<dyn super::Capabilities>>,
     /// Time spent inside host calls since the last deadline check; it does
     /// not count against the plugin's time bound.
     pub(super) host_time: Duration,
@@ -55,7 +55,7 @@ pub(super) fn new_store(
     runtime: &Runtime,
     id: Arc<PluginId>,
     limits: Limits,
-    session: Option<crate::sink::Session>,
+    session: Option<Box<dyn super::Capabilities>>,
 ) -> Store<PluginState> {
     let wasi = WasiCtxBuilder::new()
         .wall_clock(FrozenClock)

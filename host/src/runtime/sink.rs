@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::Capabilities;
 use super::bindings::v2::sink::sluice::plugin::{files, sql};
 use super::bindings::{v1, v2};
 use super::engine::Runtime;
@@ -18,16 +19,15 @@ use super::plugin::{
     reclaim, to_v1,
 };
 use crate::config::Limits;
-use crate::sink::Session;
 
 impl PluginState {
     fn with_session<T>(
         &mut self,
-        call: impl FnOnce(&mut Session) -> Result<T, String>,
+        call: impl FnOnce(&mut dyn Capabilities) -> Result<T, String>,
     ) -> Result<T, String> {
         let started = Instant::now();
         let result = match self.session.as_mut() {
-            Some(session) => call(session),
+            Some(session) => call(session.as_mut()),
             None => Err(format!(
                 "plugin `{}` has no sink capabilities",
                 self.id().name
@@ -182,16 +182,16 @@ impl World for SinkPre {
 pub type SinkPlugin = Plugin<SinkPre>;
 
 impl SinkPlugin {
-    /// A fresh instance writing through `session`, with `config` passed to
-    /// `init`.
+    /// A fresh instance writing through `capabilities`, with `config`
+    /// passed to `init`.
     pub fn instantiate(
         &self,
         stage: &str,
         config: &str,
         limits: Limits,
-        session: Session,
+        capabilities: Box<dyn Capabilities>,
     ) -> Result<SinkInstance, CallError> {
-        let mut store = new_store(&self.runtime, self.id(stage), limits, Some(session));
+        let mut store = new_store(&self.runtime, self.id(stage), limits, Some(capabilities));
         // Past the deadline, credit the time the plugin spent waiting on the
         // host, then trap if nothing is left.
         store.epoch_deadline_callback(|mut context| {
@@ -234,7 +234,7 @@ impl SinkPlugin {
         }
         // `init` may not leave a transaction open.
         if let Some(session) = instance.store.data_mut().session.as_mut() {
-            let _ = session.finish(false);
+            session.discard();
         }
         Ok(instance)
     }
@@ -268,7 +268,7 @@ impl SinkInstance {
 
     /// Run `write` on a batch under the time bound and memory cap. The inner
     /// `Err` is the plugin's own batch-level error. The caller must then end
-    /// the batch with [`SinkInstance::session`]`.finish(..)`.
+    /// the batch through [`SinkInstance::capabilities`].
     pub fn write(&mut self, batch: &[Event]) -> Result<Result<(), String>, CallError> {
         self.arm();
         let result = match &self.bindings {
@@ -289,12 +289,13 @@ impl SinkInstance {
         result.map_err(|e| self.classify(e))
     }
 
-    /// The instance's capabilities and open transactions.
-    pub fn session(&mut self) -> &mut Session {
+    /// The instance's capabilities, as the type they were granted as
+    /// (`None` for another type): their owner ends each batch through them.
+    pub fn capabilities<C: Capabilities>(&mut self) -> Option<&mut C> {
         self.store
             .data_mut()
             .session
             .as_mut()
-            .expect("sink instances are created with a session")
+            .and_then(|c| c.as_any_mut().downcast_mut::<C>())
     }
 }

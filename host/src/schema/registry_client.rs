@@ -296,6 +296,7 @@ mod tests {
             token: None,
             auto_register: false,
             timeout_ms: 2000,
+            subject_strategy: Default::default(),
         }
     }
 

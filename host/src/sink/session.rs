@@ -35,11 +35,6 @@ impl Grants {
         }
     }
 
-    /// Nothing granted (for `sluice validate`, which only instantiates).
-    pub fn none(stage: &str, runtime: tokio::runtime::Handle) -> Self {
-        Self::new(stage, BTreeMap::new(), BTreeSet::new(), runtime)
-    }
-
     fn granted_names(&self) -> String {
         if self.granted.is_empty() {
             "none".to_string()
@@ -296,5 +291,35 @@ impl Session {
             Err(DbError::Unavailable(m)) => Err(Some(Problem::Unavailable(m))),
             Err(DbError::Rejected(m)) => Err(Some(Problem::Rejected(m))),
         }
+    }
+}
+
+impl crate::runtime::Capabilities for Session {
+    fn write(&mut self, request: TableWrite) -> Result<u64, String> {
+        Session::write(self, request)
+    }
+    fn create_table(
+        &mut self,
+        connection: &str,
+        table: &str,
+        columns: &[ColumnDef],
+        key_columns: &[String],
+    ) -> Result<(), String> {
+        Session::create_table(self, connection, table, columns, key_columns)
+    }
+    fn append(&mut self, path: &str, data: &[u8]) -> Result<(), String> {
+        Session::append(self, path, data)
+    }
+    fn size(&mut self, path: &str) -> Result<Option<u64>, String> {
+        Session::size(self, path)
+    }
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), String> {
+        Session::rename(self, from, to)
+    }
+    fn discard(&mut self) {
+        let _ = self.finish(false);
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
     }
 }

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rdkafka::Message;
-use rdkafka::message::{BorrowedMessage, Headers};
 
 use crate::config::Framing;
 use crate::runtime::bindings::{Event, Header, Origin};
@@ -62,21 +61,9 @@ impl Batch {
         }
     }
 
-    /// Add a consumed message.
-    pub fn push(&mut self, message: &BorrowedMessage<'_>) {
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// Add a consumed message (borrowed from the consumer, or owned).
+    pub fn push<M: Message>(&mut self, message: &M) {
+        let headers = crate::kafka::record_headers(message);
         let topic = match self.records.last() {
             Some(last) if &*last.topic == message.topic() => last.topic.clone(),
             _ => Arc::from(message.topic()),
@@ -272,3 +259,7 @@ fn event_of(record: &Consumed, value: Vec<u8>) -> Event {
         topic: None,
     }
 }
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod tests;

@@ -323,7 +323,10 @@ impl Stage {
             let prepared = if batch.is_empty() {
                 None
             } else {
-                self.prepare(batch, board, stop)
+                {
+                    let processed = self.process(batch);
+                    self.deliver(processed, board, stop)
+                }
             };
             wait(&mut committing);
             // An abort (of a failed commit, or in a rebalance) left the

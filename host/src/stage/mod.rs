@@ -24,6 +24,7 @@ mod dead_letter;
 mod exactly_once;
 mod lag;
 mod output;
+mod process;
 mod rebalance;
 mod status;
 mod tap;
@@ -39,22 +40,20 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use backon::BackoffBuilder;
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{CommitMode, Consumer};
 
 use self::exactly_once::{CommitBeforeRevoke, SharedTransactions, Transactions};
-use self::output::{InFlight, InFlightSlot, Output, Prepared};
+use self::output::{InFlight, InFlightSlot, Output};
 use self::rebalance::{RevokeHook, StageConsumer, StageContext};
 use crate::config::{Delivery, LoadedConfig, StageConfig};
 use crate::kafka::Kafka;
-use crate::runtime::bindings::Event;
 use crate::runtime::{
-    Chain, Failure, Link, Runtime, SinkPlugin, TransformPlugin, plugin_config_json, plugin_path,
+    Chain, Link, Runtime, SinkPlugin, TransformPlugin, plugin_config_json, plugin_path,
 };
 use crate::schema::SchemaSet;
-use crate::sink::{Connections, SinkRunner, Unavailable};
+use crate::sink::{Connections, SinkRunner};
 
 /// Header naming the plugin versions that produced an output record.
 pub const PLUGINS_HEADER: &str = "sluice-plugins";
@@ -374,16 +373,22 @@ impl Stage {
             // Batch N+1 is read and run through the chain while N's records
             // are on their way; N is acknowledged and committed before N+1's
             // records are produced, so per-key order and at-least-once hold.
-            let prepared = if batch.is_empty() {
-                None
-            } else {
-                self.prepare(batch, board, stop)
+            let processed = (!batch.is_empty()).then(|| self.process(batch));
+            // A topic output's records are built while batch N is in flight;
+            // a sink writes batch N+1 only after N is committed, in a phase
+            // of its own.
+            let (mut ready, for_sink) = match processed {
+                Some(processed) if self.sink.is_some() => (None, Some(processed)),
+                Some(processed) => (self.deliver(processed, board, stop), None),
+                None => (None, None),
             };
-            let previous = take(in_flight);
-            if let Some(previous) = previous {
+            if let Some(previous) = take(in_flight) {
                 self.finish(output, previous, board, stop);
             }
-            if let Some(prepared) = prepared {
+            if let Some(processed) = for_sink {
+                ready = self.deliver(processed, board, stop);
+            }
+            if let Some(prepared) = ready {
                 put(in_flight, output.launch(prepared));
             }
             // Also while idle, so the gauge falls to zero once caught up.
@@ -454,81 +459,6 @@ impl Stage {
         Ok(batch)
     }
 
-    /// Decode, run the chain (and write through the sink), and build the
-    /// batch's output records and dead letters. `None` if asked to stop
-    /// while a sink target was down (nothing to commit).
-    fn prepare(
-        &mut self,
-        mut batch: Batch,
-        board: &StatusBoard,
-        stop: &AtomicBool,
-    ) -> Option<Prepared> {
-        let started = Instant::now();
-        crate::metrics::stage_events(&self.name, "", "in", batch.len());
-        let (events, mut failures) = batch.decode(&self.schemas);
-        if crate::tap::active() {
-            tap::input(&events);
-        }
-        let decoded: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
-        let output = self.chain.run(events.into_iter().map(|(_, e)| e).collect());
-        for failure in output.failures {
-            let mut failure = failure;
-            failure.source = decoded[failure.source];
-            failures.push(failure);
-        }
-        let mut records = Vec::with_capacity(output.items.len());
-        if self.sink.is_some() {
-            let sources: Vec<usize> = output.items.iter().map(|i| decoded[i.source]).collect();
-            let events: Vec<Event> = output.items.into_iter().map(|i| i.event).collect();
-            // Stopped while the sink's target was down: nothing committed.
-            let sink_failures = self.write_to_sink(&events, &batch, board, stop)?;
-            let written = events.len() - sink_failures.len();
-            crate::metrics::stage_events(&self.name, "", "out", written);
-            if let Some(sink) = &self.sink {
-                crate::metrics::stage_events(&self.name, sink.name(), "in", events.len());
-                crate::metrics::stage_events(&self.name, sink.name(), "written", written);
-                crate::metrics::stage_events(
-                    &self.name,
-                    sink.name(),
-                    "failed",
-                    sink_failures.len(),
-                );
-            }
-            failures.extend(
-                sink_failures
-                    .into_iter()
-                    .map(|(index, error)| self.sink_failure(sources[index], error)),
-            );
-        } else {
-            let versions = self.chain.versions().join(",");
-            for item in output.items {
-                let source = decoded[item.source];
-                match batch.output_record(source, item, &self.output, &versions) {
-                    Ok(record) => records.push(record),
-                    Err(failure) => failures.push(failure),
-                }
-            }
-            crate::metrics::stage_events(&self.name, "", "out", records.len());
-        }
-        for failure in &failures {
-            records.push(dead_letter::record(
-                &batch,
-                &self.name,
-                &self.dead_letter,
-                failure,
-            ));
-        }
-        crate::metrics::stage_events(&self.name, "", "dead_lettered", failures.len());
-        if crate::tap::active() && !failures.is_empty() {
-            tap::dead_letters(&self.name, &batch, &self.schemas, &failures);
-        }
-        Some(Prepared {
-            batch,
-            records,
-            started,
-        })
-    }
-
     /// Wait for a batch's records to be acknowledged, then commit it.
     fn finish(
         &mut self,
@@ -547,79 +477,6 @@ impl Stage {
                 CommitMode::Async,
             );
             crate::metrics::stage_batch(&self.name, prepared.started.elapsed());
-        }
-    }
-
-    fn sink_failure(&self, source: usize, error: String) -> Failure {
-        let sink = self.sink.as_ref();
-        Failure {
-            source,
-            plugin: sink.map(|s| s.name().to_string()).unwrap_or_default(),
-            version: sink.map(|s| s.version().to_string()).unwrap_or_default(),
-            error,
-        }
-    }
-
-    /// Write the chain's output through the sink, retrying with backoff for
-    /// as long as a target is unavailable (the batch stays uncommitted, so
-    /// consumer lag grows and nothing is lost). Returns the events that
-    /// failed for good, or `None` if asked to stop first.
-    fn write_to_sink(
-        &mut self,
-        events: &[Event],
-        batch: &Batch,
-        board: &StatusBoard,
-        stop: &AtomicBool,
-    ) -> Option<Vec<(usize, String)>> {
-        let mut delays = retry_delays(Duration::from_millis(200))
-            .with_jitter()
-            .build();
-        let mut outage: Option<Instant> = None;
-        let mut last_lag = Instant::now();
-        loop {
-            let sink = self.sink.as_mut()?;
-            match sink.write(events) {
-                Ok(failures) => {
-                    if let Some(since) = outage {
-                        tracing::info!(stage = %self.name, down_for = ?since.elapsed(), "sink target reachable again; resuming");
-                        board.set(
-                            &self.name,
-                            StageState::Running,
-                            format!("consuming {}", self.input),
-                        );
-                    }
-                    return Some(failures);
-                }
-                Err(Unavailable(reason)) => {
-                    crate::metrics::sink_unavailable(&self.name);
-                    if outage.is_none() {
-                        tracing::warn!(stage = %self.name, error = %reason, events = events.len(), "sink target unavailable; holding the batch and retrying");
-                    }
-                    let since = *outage.get_or_insert_with(Instant::now);
-                    board.set(
-                        &self.name,
-                        StageState::Retrying,
-                        format!(
-                            "sink target unavailable for {} s ({} offsets held at {}): {reason}",
-                            since.elapsed().as_secs(),
-                            batch.len(),
-                            self.input
-                        ),
-                    );
-                }
-            }
-            let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
-            let wake = Instant::now() + delay;
-            while Instant::now() < wake {
-                if stop.load(Ordering::SeqCst) {
-                    return None;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if last_lag.elapsed() > Duration::from_secs(2) {
-                self.report_lag();
-                last_lag = Instant::now();
-            }
         }
     }
 

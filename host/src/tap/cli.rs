@@ -47,23 +47,7 @@ pub struct TapArgs {
 
 /// Stream the tap to stdout until the limit or the host ends it.
 pub fn main(args: &TapArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::command::run_outcome(run(args))
 }
 
 fn query(args: &TapArgs) -> Vec<(&'static str, String)> {
@@ -112,8 +96,12 @@ async fn run(args: &TapArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("reading the tap from {base}"))?
     {
-        stdout.write_all(&chunk).context("writing to stdout")?;
-        stdout.flush().context("writing to stdout")?;
+        match stdout.write_all(&chunk).and_then(|()| stdout.flush()) {
+            Ok(()) => {}
+            // A closed pipe (`| head`) ends the tap, as the reader asked.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e).context("writing to stdout"),
+        }
     }
     Ok(())
 }
