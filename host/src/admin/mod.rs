@@ -34,6 +34,8 @@ pub struct AdminState {
     /// The plugin store behind `/admin/plugins`; `None` unless
     /// `[plugins] store = true`.
     pub plugins: Option<Arc<crate::plugins::PluginService>>,
+    /// The points `/admin/tap` may tap on this host.
+    pub taps: crate::tap::Known,
 }
 
 /// The OpenAPI 3.1 document of the HTTP API (`docs/openapi.json`).

@@ -86,7 +86,7 @@ pub(super) async fn tap(
     if let Some(response) = super::rejection(&state, &headers) {
         return response;
     }
-    let point = match point(&query) {
+    let point = match point(&query).and_then(|p| state.taps.check(&p).map(|()| p)) {
         Ok(point) => point,
         Err(message) => {
             return (

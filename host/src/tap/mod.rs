@@ -11,6 +11,9 @@
 //! `ingest`, `stage` and `runtime`; it imports none of them.
 
 pub mod cli;
+mod known;
+
+pub use known::Known;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -149,6 +152,7 @@ impl Drop for Subscription {
         let mut taps = TAPS.lock().unwrap_or_else(PoisonError::into_inner);
         taps.retain(|t| t.id != self.id);
         ACTIVE.store(taps.len(), Ordering::Relaxed);
+        crate::metrics::taps_active(taps.len());
     }
 }
 
@@ -172,6 +176,7 @@ pub fn subscribe(point: Point, sample: f64, capacity: usize) -> Subscription {
     let mut taps = TAPS.lock().unwrap_or_else(PoisonError::into_inner);
     taps.push(tap.clone());
     ACTIVE.store(taps.len(), Ordering::Relaxed);
+    crate::metrics::taps_active(taps.len());
     Subscription { id, tap, receiver }
 }
 
