@@ -2,7 +2,7 @@
 # Benchmarks against a real Apache Kafka broker (started by the harness,
 # jars from scripts/install-kafka.sh; SLUICE_BENCH_BROKER=mock runs ingest
 # and replay on librdkafka's mock cluster); each prints its baseline from the
-# same run and the ratio. Usage: scripts/bench.sh [ingest|stage|chain|replay|sink]
+# same run and the ratio. Usage: scripts/bench.sh [ingest|stage|tap|chain|replay|sink]
 # (sink needs the local PostgreSQL, as the tests do)
 # SLUICE_BENCH_SCALE=0.2 runs a fifth of the load.
 set -euo pipefail

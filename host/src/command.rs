@@ -9,6 +9,17 @@ use std::process::ExitCode;
 /// (a closed pipe, as with `| head`, is not an error); an error goes to
 /// stderr with its context, and the exit code is 1.
 pub fn print_outcome(work: impl Future<Output = anyhow::Result<String>>) -> ExitCode {
+    run_outcome(async {
+        let text = work.await?;
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+        Ok(())
+    })
+}
+
+/// Run `work` to completion on a small async runtime, for commands that
+/// print as they go (`tap`): an error goes to stderr with its context, and
+/// the exit code is 1.
+pub fn run_outcome(work: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -20,10 +31,7 @@ pub fn print_outcome(work: impl Future<Output = anyhow::Result<String>>) -> Exit
         }
     };
     match runtime.block_on(work) {
-        Ok(text) => {
-            let _ = writeln!(std::io::stdout().lock(), "{text}");
-            ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -18,6 +18,7 @@ pub mod schema;
 pub mod sink;
 pub mod stage;
 pub mod tail;
+pub mod tap;
 pub mod validate;
 
 #[cfg(test)]

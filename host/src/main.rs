@@ -39,6 +39,10 @@ enum Command {
     /// Print the newest records of a topic, decoded to JSON, as a running
     /// host reads them (its admin API).
     Tail(sluice::tail::TailArgs),
+    /// Stream live events at an ingest route, a topic, a plugin's output in
+    /// a stage's chain or a stage's dead letters, as NDJSON, from a running
+    /// host's admin API.
+    Tap(sluice::tap::cli::TapArgs),
     /// Run everything the configuration enables: ingest, stages, metrics.
     Run {
         /// Configuration file.
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::Plugin(args) => sluice::plugins::cli::main(&args),
         Command::Quickstart(args) => sluice::quickstart::main(&args),
         Command::Tail(args) => sluice::tail::main(&args),
+        Command::Tap(args) => sluice::tap::cli::main(&args),
         Command::Validate { config } => match sluice::validate::validate_with_plugins(&config) {
             Ok((_, plugins)) => {
                 for line in plugins {

@@ -130,6 +130,16 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "librdkafka producers replaced after a fatal error, by producer (ingest, stage).",
     ),
+    (
+        "sluice_tap_dropped_total",
+        Kind::Counter,
+        "Tapped copies dropped because a tap's reader was slower than the data path.",
+    ),
+    (
+        "sluice_taps_active",
+        Kind::Gauge,
+        "Live taps (`GET /admin/tap`) open on this host.",
+    ),
 ];
 
 /// Describe every metric and register its label-less series at zero.
@@ -152,6 +162,16 @@ fn describe() {
             }
         }
     }
+}
+
+/// Count tapped copies dropped on a full tap channel.
+pub fn tap_dropped(count: u64) {
+    metrics::counter!("sluice_tap_dropped_total").increment(count);
+}
+
+/// Set the number of open taps.
+pub fn taps_active(count: usize) {
+    metrics::gauge!("sluice_taps_active").set(count as f64);
 }
 
 /// Count ingest events by topic and status.

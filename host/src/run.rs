@@ -178,6 +178,7 @@ async fn start(loaded: LoadedConfig) -> anyhow::Result<Host> {
         board: board.clone(),
         metrics,
         plugins: plugins.clone(),
+        taps: crate::tap::Known::from_config(config),
     });
     let admin_router = if config.schema_registry.is_none() {
         admin_router.merge(crate::schema::registry::router(registry.clone()))

@@ -13,6 +13,8 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
+mod tap;
+
 use crate::kafka::BrokerHealth;
 use crate::stage::{STUCK_AFTER, StageState, StatusBoard};
 
@@ -32,6 +34,8 @@ pub struct AdminState {
     /// The plugin store behind `/admin/plugins`; `None` unless
     /// `[plugins] store = true`.
     pub plugins: Option<Arc<crate::plugins::PluginService>>,
+    /// The points `/admin/tap` may tap on this host.
+    pub taps: crate::tap::Known,
 }
 
 /// The OpenAPI 3.1 document of the HTTP API (`docs/openapi.json`).
@@ -51,6 +55,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/admin/topics/{topic}/tail", get(tail))
+        .route("/admin/tap", get(tap::tap))
         .route("/admin/plugins", get(plugins_list))
         .route("/admin/plugins/{name}", push)
         .route("/admin/plugins/{name}/rollback", rollback)

@@ -299,6 +299,20 @@ impl Ingest {
             Some(s) => s.into_owned(),
             None => k.to_value().to_string(),
         });
+        if crate::tap::active() {
+            let point = crate::tap::Point::Route {
+                route: route.event_type.clone(),
+            };
+            crate::tap::offer(&point, 1, |_| {
+                let mut tapped = crate::tap::Tapped::new(
+                    point.clone(),
+                    key.as_deref().map(str::as_bytes),
+                    event.to_value(),
+                );
+                tapped.topic = Some(route.topic.clone());
+                tapped
+            });
+        }
         Ok(Prepared {
             route: route_index,
             key,

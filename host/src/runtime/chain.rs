@@ -335,6 +335,9 @@ pub(crate) fn run_steps<S: Step>(
         }
         counts.report(stage, &name);
         out.dropped += counts.dropped;
+        if crate::tap::active() {
+            tap_output(stage, &name, &next_events);
+        }
         events = next_events;
         meta = next_meta;
     }
@@ -349,6 +352,27 @@ pub(crate) fn run_steps<S: Step>(
         })
         .collect();
     out
+}
+
+/// Offer one plugin's output to the taps on it (only called while a tap is
+/// active; sampled events are copied, none are held).
+fn tap_output(stage: &str, plugin: &str, events: &[Event]) {
+    let point = crate::tap::Point::Plugin {
+        stage: stage.to_string(),
+        plugin: plugin.to_string(),
+    };
+    crate::tap::offer(&point, events.len(), |i| {
+        let event = &events[i];
+        let tapped = crate::tap::Tapped::new(
+            point.clone(),
+            event.key.as_deref(),
+            crate::tap::json_of(&event.value),
+        );
+        match (&event.topic, &event.origin) {
+            (_, Some(origin)) => tapped.at(&origin.topic, origin.partition, origin.offset),
+            _ => tapped,
+        }
+    });
 }
 
 /// `outcome`, or why a value it returns is not JSON.

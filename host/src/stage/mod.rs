@@ -28,6 +28,7 @@ mod pipeline;
 mod process;
 mod rebalance;
 mod status;
+mod tap;
 
 pub use batch::{Batch, Record};
 pub use dead_letter::HEADER_PREFIX;

@@ -30,6 +30,9 @@ impl Stage {
         let started = Instant::now();
         crate::metrics::stage_events(&self.name, "", "in", batch.len());
         let (events, failures) = batch.decode(&self.schemas);
+        if crate::tap::active() {
+            super::tap::input(&events);
+        }
         let decoded: Vec<usize> = events.iter().map(|(i, _)| *i).collect();
         let output = self.chain.run(events.into_iter().map(|(_, e)| e).collect());
         Processed {
@@ -105,6 +108,9 @@ impl Stage {
             ));
         }
         crate::metrics::stage_events(&self.name, "", "dead_lettered", failures.len());
+        if crate::tap::active() && !failures.is_empty() {
+            super::tap::dead_letters(&self.name, &batch, &self.schemas, &failures);
+        }
         Some(Prepared {
             batch,
             records,

@@ -34,10 +34,13 @@ async fn main() -> anyhow::Result<()> {
     match which.as_str() {
         "ingest" => ingest(scale).await,
         "stage" => stage(scale).await,
+        "tap" => tap(scale).await,
         "chain" => chain(scale),
         "replay" => replay(scale).await,
         "sink" => sluice_tests::sink_bench::run(scale).await,
-        other => bail!("unknown benchmark `{other}`: use ingest, stage, chain, replay or sink"),
+        other => {
+            bail!("unknown benchmark `{other}`: use ingest, stage, tap, chain, replay or sink")
+        }
     }
 }
 
@@ -432,7 +435,7 @@ async fn stage(scale: f64) -> anyhow::Result<()> {
     println!("baseline  raw consume→produce:                {raw:>10.0} events/s");
 
     let expected = events.iter().filter(|e| e["severity"] != "DEBUG").count();
-    let at_least_once = run_stage(&broker, "at-least-once", "out", count).await?;
+    let at_least_once = run_stage(&broker, "at-least-once", "out", count, false).await?;
     println!(
         "sluice    stage filter→redact→enrich:         {at_least_once:>10.0} events/s  (at-least-once; input events / time from first output to the group's commit of the last input)  ratio {:.2}x raw",
         at_least_once / raw
@@ -440,7 +443,7 @@ async fn stage(scale: f64) -> anyhow::Result<()> {
     let mut exactly_once = None;
     if let BenchBroker::Kafka(_) = &broker {
         broker.create_topic("out.eos", 3)?;
-        let rate = run_stage(&broker, "exactly-once", "out.eos", count).await?;
+        let rate = run_stage(&broker, "exactly-once", "out.eos", count, false).await?;
         println!(
             "sluice    same stage, exactly-once (100 ms):   {rate:>10.0} events/s  ratio {:.2}x at-least-once, {:.2}x raw",
             rate / at_least_once,
@@ -461,23 +464,51 @@ async fn stage(scale: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The stage's throughput on the same input without a tap and with `sluice
+/// tap --stage bench --plugin redact` at 100 % sampling (its reader, the real
+/// CLI, writing to a pipe this process drains), in one run, and the ratio.
+async fn tap(scale: f64) -> anyhow::Result<()> {
+    sluice_tests::plugins_built(&["filter", "redact", "enrich"])?;
+    let broker = BenchBroker::start()?;
+    for (topic, partitions) in [("in", 3), ("out.plain", 3), ("out.tapped", 3), ("dlq", 1)] {
+        broker.create_topic(topic, partitions)?;
+    }
+    let count = scaled(100_000, scale);
+    let events: Vec<Value> = (0..count)
+        .map(sluice_tests::kstreams::chain_event)
+        .collect();
+    sluice_tests::produce_events(&broker.bootstrap(), "in", &events).await?;
+    println!("events: {count}, broker: {}, 3 partitions", broker.name());
+    let plain = run_stage(&broker, "at-least-once", "out.plain", count, false).await?;
+    println!("sluice    stage, no tap:                        {plain:>10.0} events/s");
+    let tapped = run_stage(&broker, "at-least-once", "out.tapped", count, true).await?;
+    println!(
+        "sluice    stage, tap on redact at sample 1:     {tapped:>10.0} events/s  ratio {:.2}x no tap",
+        tapped / plain
+    );
+    Ok(())
+}
+
 /// Run the benchmark's stage with `delivery` from `in` to `output` until its
 /// group committed every input record; the rate is input events over the
-/// time from the first output record to that commit.
+/// time from the first output record to that commit. With `tap`, a `sluice
+/// tap` on the chain's second plugin (sample 1) runs from start-up on.
 async fn run_stage(
     broker: &BenchBroker,
     delivery: &str,
     output: &str,
     count: usize,
+    tap: bool,
 ) -> anyhow::Result<f64> {
     let port = free_port();
-    let group = format!("bench-{delivery}");
+    let group = format!("bench-{delivery}-{output}");
     let config = format!(
         r#"schemas = "{{schemas}}"
 [kafka]
 brokers = "{}"
 [admin]
 listen = "127.0.0.1:{port}"
+token = "bench"
 [plugins]
 dir = "{{plugins}}"
 [[stage]]
@@ -507,6 +538,11 @@ user_agent_to = "attributes.ua_family"
     );
     let started = Instant::now();
     let sluice = Sluice::start(&config, port)?;
+    let reader = if tap {
+        Some(TapReader::start(&sluice.url, count)?)
+    } else {
+        None
+    };
     let mut first_output = None;
     loop {
         if first_output.is_none() && topic_total(&broker.bootstrap(), output)? > 0 {
@@ -532,8 +568,58 @@ user_agent_to = "attributes.ua_family"
         "          ({delivery}: {:.1} s incl. start-up and group join)",
         started.elapsed().as_secs_f64()
     );
+    if let Some(reader) = reader {
+        let dropped = metric_sum(&sluice.url, "sluice_tap_dropped_total").await?;
+        println!(
+            "          (tap: {} events read by `sluice tap`, {dropped} dropped by the host)",
+            reader.stop()
+        );
+    }
     drop(sluice);
     Ok(count as f64 / from_first.as_secs_f64())
+}
+
+/// `sluice tap --stage bench --plugin redact` with a thread counting the
+/// lines it prints as fast as they come.
+struct TapReader {
+    child: std::process::Child,
+    lines: std::thread::JoinHandle<usize>,
+}
+
+impl TapReader {
+    fn start(url: &str, count: usize) -> anyhow::Result<Self> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(sluice_tests::sluice_bin())
+            .args([
+                "tap", "--stage", "bench", "--plugin", "redact", "--token", "bench",
+            ])
+            .args(["--admin", url, "--limit", &count.min(100_000).to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("tap stdout"))?;
+        let lines = std::thread::spawn(move || std::io::BufReader::new(stdout).lines().count());
+        Ok(Self { child, lines })
+    }
+
+    /// Stop the CLI; the lines it printed.
+    fn stop(mut self) -> usize {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.lines.join().unwrap_or(0)
+    }
+}
+
+/// The sum of a metric's samples on a host's `/metrics`.
+async fn metric_sum(url: &str, name: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
 }
 
 /// On the real broker, in the same run: the Kafka Streams application doing
