@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod kstreams;
 pub mod pipeline;
 pub mod postgres;
+pub mod python;
 pub mod sink_bench;
 
 pub use broker::{Broker, SharedBroker, alter_topic_configs, create_topic, topic_configs, unique};

@@ -14,15 +14,14 @@
 //! * start-up fails with Apicurio's answer for an incompatible schema
 //!   (`auto_register`) and for an unregistered one (lookup).
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use sluice::schema::LoadedSchema;
 use sluice_tests::apicurio::Apicurio;
+use sluice_tests::python::run_python;
 use sluice_tests::{
     Broker, Sluice, TempDir, free_port, plugins_built, read_all, read_topic, repo_path,
     resolve_config, sample_event, sluice_bin, topic_size, unique, wait_until,
@@ -32,39 +31,6 @@ const CT: &str = "application/vnd.schemaregistry.v1+json";
 
 fn telemetry() -> LoadedSchema {
     LoadedSchema::from_file(&repo_path("schemas/telemetry_event.avsc")).expect("schema")
-}
-
-/// The venv's python, installed once per test process.
-fn python() -> anyhow::Result<PathBuf> {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let out = Command::new("bash")
-                .arg(repo_path("scripts/install-python.sh"))
-                .output()
-                .map_err(|e| e.to_string())?;
-            if !out.status.success() {
-                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-            }
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            Ok(PathBuf::from(stdout.lines().last().unwrap_or("").trim()))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
-
-/// Run a script of `tests/python` with the venv's python; its stdout.
-fn run_python(script: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(python()?)
-        .arg(repo_path(&format!("tests/python/{script}")))
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {script}"))?;
-    eprintln!("{script}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    if !out.status.success() {
-        bail!("{script} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// Records of `topic` decoded by confluent-kafka's `AvroDeserializer` with

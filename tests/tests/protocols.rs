@@ -17,14 +17,13 @@
 //! Every test runs on the binary's shared broker with its own topics.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::{Value, json};
 use sluice::schema::SchemaSet;
+use sluice_tests::python::run_python;
 use sluice_tests::{
     Broker, Sluice, free_port, plugins_built, read_all, read_topic, repo_path, sample_event,
     topic_size, unique, wait_until,
@@ -35,39 +34,6 @@ fn schemas() -> SchemaSet {
     set.load(&repo_path("schemas/telemetry_event.avsc"))
         .expect("schema");
     set
-}
-
-/// The venv's python, installed once per test process.
-fn python() -> anyhow::Result<PathBuf> {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            let out = Command::new("bash")
-                .arg(repo_path("scripts/install-python.sh"))
-                .output()
-                .map_err(|e| e.to_string())?;
-            if !out.status.success() {
-                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-            }
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            Ok(PathBuf::from(stdout.lines().last().unwrap_or("").trim()))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
-
-/// Run a script of `tests/python` with the venv's python; its stdout.
-fn run_python(script: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(python()?)
-        .arg(repo_path(&format!("tests/python/{script}")))
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {script}"))?;
-    eprintln!("{script}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    if !out.status.success() {
-        bail!("{script} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?)
 }
 
 fn ingest_config(bootstrap: &str, port: u16, topic: &str, extra_route: &str) -> String {
@@ -647,21 +613,9 @@ async fn a_stage_reader_schema_reads_old_and_new_writers_as_one_schema() -> anyh
         .push(json!({"name": "region", "type": ["null", "string"], "default": null}));
     std::fs::write(&v2_path, doc.to_string())?;
     let port = free_port();
-    let config = format!(
-        r#"
-schemas = "{{schemas}}"
-
-[kafka]
-brokers = "{bootstrap}"
-[kafka.client]
-"session.timeout.ms" = "8000"
-
-[admin]
-listen = "127.0.0.1:{port}"
-
-[plugins]
-dir = "{{plugins}}"
-
+    let config = sluice_tests::config_head(&broker.bootstrap(), port)
+        + &format!(
+            r#"
 [[stage]]
 name = "as-v2"
 input = "{input}"
@@ -676,10 +630,9 @@ reader_schema = "{v2}"
 mode = "drop"
 rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
 "#,
-        bootstrap = broker.bootstrap(),
-        group = unique("as-v2"),
-        v2 = v2_path.display(),
-    );
+            group = unique("as-v2"),
+            v2 = v2_path.display(),
+        );
     let config_path = dir.path().join("sluice.toml");
     std::fs::write(&config_path, sluice_tests::resolve_config(&config))?;
     let sluice = Sluice::start(&config, port)?;

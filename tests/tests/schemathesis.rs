@@ -31,20 +31,7 @@ fn schemathesis_finds_no_failure_in_the_openapi_contract() -> anyhow::Result<()>
         "the example's broker line moved"
     );
     let sluice = Sluice::start(&config, port)?;
-    let install = Command::new("bash")
-        .arg(repo_path("scripts/install-python.sh"))
-        .output()?;
-    assert!(
-        install.status.success(),
-        "{}",
-        String::from_utf8_lossy(&install.stderr)
-    );
-    let python = String::from_utf8(install.stdout)?;
-    let python = python
-        .lines()
-        .last()
-        .context("install-python.sh printed no python")?;
-    let schemathesis = std::path::Path::new(python.trim()).with_file_name("schemathesis");
+    let schemathesis = sluice_tests::python::python()?.with_file_name("schemathesis");
     let out = Command::new(&schemathesis)
         .arg("--config-file")
         .arg(repo_path("tests/schemathesis.toml"))
