@@ -36,6 +36,34 @@ fn schemas() -> SchemaSet {
     set
 }
 
+/// Write `count` records to `topic` with confluent-kafka's `AvroSerializer`
+/// and a newer telemetry schema (an added optional `region`) that it
+/// registers at `registry` (`tests/python/confluent_produce.py`).
+async fn produce_newer(
+    bootstrap: String,
+    topic: &str,
+    registry: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    let (topic, registry) = (topic.to_string(), registry.to_string());
+    tokio::task::spawn_blocking(move || {
+        run_python(
+            "confluent_produce.py",
+            &[
+                &bootstrap,
+                &topic,
+                &registry,
+                &repo_path("schemas/telemetry_event.avsc")
+                    .display()
+                    .to_string(),
+                &count.to_string(),
+            ],
+        )
+    })
+    .await??;
+    Ok(())
+}
+
 fn ingest_config(bootstrap: &str, port: u16, topic: &str, extra_route: &str) -> String {
     format!(
         r#"
@@ -537,25 +565,7 @@ rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
         group = unique("resolve"),
     );
     let sluice = Sluice::start(&config, port)?;
-    let produced = tokio::task::spawn_blocking({
-        let (bootstrap, input, url) = (broker.bootstrap(), input.clone(), sluice.url.clone());
-        move || {
-            run_python(
-                "confluent_produce.py",
-                &[
-                    &bootstrap,
-                    &input,
-                    &url,
-                    &repo_path("schemas/telemetry_event.avsc")
-                        .display()
-                        .to_string(),
-                    "100",
-                ],
-            )
-        }
-    })
-    .await;
-    produced??;
+    produce_newer(broker.bootstrap(), &input, &sluice.url, 100).await?;
     let bootstrap = broker.bootstrap();
     let set = schemas();
     let reader = set.schemas().next().context("schema")?.clone();
@@ -644,25 +654,7 @@ rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
         })
         .collect();
     sluice_tests::produce_events(&broker.bootstrap(), &input, &old).await?;
-    let produced = tokio::task::spawn_blocking({
-        let (bootstrap, input, url) = (broker.bootstrap(), input.clone(), sluice.url.clone());
-        move || {
-            run_python(
-                "confluent_produce.py",
-                &[
-                    &bootstrap,
-                    &input,
-                    &url,
-                    &repo_path("schemas/telemetry_event.avsc")
-                        .display()
-                        .to_string(),
-                    "50",
-                ],
-            )
-        }
-    })
-    .await;
-    produced??;
+    produce_newer(broker.bootstrap(), &input, &sluice.url, 50).await?;
     let bootstrap = broker.bootstrap();
     let mut v2_set = SchemaSet::default();
     let v2 = v2_set.load(&v2_path)?;
@@ -761,25 +753,7 @@ async fn an_external_registry_outage_holds_the_batch_and_ids_come_from_it() -> a
     );
     let mut registry = Sluice::start(&registry_config, registry_port)?;
     let registry_url = registry.url.clone();
-    let produce = |n: &str| {
-        let (bootstrap, input, url) = (bootstrap.clone(), input.clone(), registry_url.clone());
-        let n = n.to_string();
-        move || {
-            run_python(
-                "confluent_produce.py",
-                &[
-                    &bootstrap,
-                    &input,
-                    &url,
-                    &repo_path("schemas/telemetry_event.avsc")
-                        .display()
-                        .to_string(),
-                    &n,
-                ],
-            )
-        }
-    };
-    tokio::task::spawn_blocking(produce("50")).await??;
+    produce_newer(bootstrap.clone(), &input, &registry_url, 50).await?;
     // The registry goes away before the stage has seen the writer schema.
     registry.kill();
 
@@ -841,7 +815,7 @@ rules = [{{ field = "severity", op = "equals", value = "DEBUG" }}]
     // The registry returns (same port); the producer writes 50 more
     // records (ids derive from the schema: it gets the same id).
     let registry = Sluice::start(&registry_config, registry_port)?;
-    tokio::task::spawn_blocking(produce("50")).await??;
+    produce_newer(bootstrap.clone(), &input, &registry_url, 50).await?;
     wait_until(
         Duration::from_secs(60),
         "the held batch and the rest",
