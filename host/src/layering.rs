@@ -20,6 +20,7 @@ const ABOVE: &[&str] = &[
 /// The data path and what sits below it.
 const DATA_PATH_AND_BELOW: &[&str] = &[
     "ingest", "kafka", "stage", "runtime", "sink", "config", "schema", "metrics", "auth", "tap",
+    "api",
 ];
 
 /// Top-level module → top-level modules its code names as `crate::X`.

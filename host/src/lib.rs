@@ -2,6 +2,7 @@
 //! module per concern so tests and benchmarks can use the parts directly.
 
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod command;
 pub mod config;

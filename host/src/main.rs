@@ -64,6 +64,9 @@ enum Command {
         /// Run only the cases whose name contains this text.
         filter: Option<String>,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `/openapi.json`
+    /// serves), generated from the handlers.
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +78,10 @@ fn main() -> ExitCode {
         Command::Quickstart(args) => sluice::quickstart::main(&args),
         Command::Tail(args) => sluice::tail::main(&args),
         Command::Tap(args) => sluice::tap::cli::main(&args),
+        Command::Openapi => {
+            print!("{}", sluice::admin::openapi::json());
+            ExitCode::SUCCESS
+        }
         Command::Validate { config } => match sluice::validate::validate_with_plugins(&config) {
             Ok((_, plugins)) => {
                 for line in plugins {

@@ -181,7 +181,7 @@ async fn start(loaded: LoadedConfig) -> anyhow::Result<Host> {
         taps: crate::tap::Known::from_config(config),
     });
     let admin_router = if config.schema_registry.is_none() {
-        admin_router.merge(crate::schema::registry::router(registry.clone()))
+        admin_router.merge(crate::schema::registry_api::router(registry.clone()))
     } else {
         admin_router
     };

@@ -13,8 +13,10 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
+pub mod openapi;
 mod tap;
 
+use crate::api::{ErrorBody, ErrorCode, error};
 use crate::kafka::BrokerHealth;
 use crate::stage::{STUCK_AFTER, StageState, StatusBoard};
 
@@ -38,19 +40,13 @@ pub struct AdminState {
     pub taps: crate::tap::Known,
 }
 
-/// The OpenAPI 3.1 document of the HTTP API (`docs/openapi.json`).
-pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
-
 /// `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/admin`.
 pub fn router(state: AdminState) -> Router {
     let push = axum::routing::put(plugins_push)
         .layer(axum::extract::DefaultBodyLimit::max(PLUGIN_BODY_LIMIT));
     let rollback = axum::routing::post(plugins_rollback);
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -62,9 +58,11 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-#[derive(Serialize)]
-struct StageReport {
+/// One stage in [`Readiness`].
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct StageReport {
     state: StageState,
+    /// What the stage is doing, or why it is retrying.
     detail: String,
     /// True when the stage's thread has shown no progress for [`STUCK_AFTER`].
     stuck: bool,
@@ -72,11 +70,16 @@ struct StageReport {
     assignment: Vec<String>,
 }
 
-#[derive(Serialize)]
-struct Readiness {
+/// The answer of `/readyz`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Readiness {
+    /// Broker reachable, every stage starting or running and not stuck, not
+    /// draining, the schema registry reachable.
     ready: bool,
     /// True while the host drains on shutdown.
     draining: bool,
+    /// Whether the broker answers.
+    #[schema(value_type = BrokerState)]
     broker: &'static str,
     stages: BTreeMap<String, StageReport>,
     /// Set while a stage holds a batch because the external schema registry
@@ -91,7 +94,39 @@ fn is_stuck(state: &StageState, quiet: Option<Duration>) -> bool {
     *state == StageState::Running && quiet.is_some_and(|quiet| quiet > STUCK_AFTER)
 }
 
-async fn readyz(State(state): State<AdminState>) -> Response {
+/// Whether the broker answers, in [`Readiness`].
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code, reason = "documents the values of `Readiness::broker`")]
+enum BrokerState {
+    Reachable,
+    Unreachable,
+}
+
+/// The answer of `/healthz`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok`.
+    #[schema(value_type = String, pattern = "^ok$")]
+    status: &'static str,
+}
+
+/// Liveness
+///
+/// The process is up and serving HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses((status = 200, description = "The process is up.", body = Health)))]
+pub(crate) async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+/// Readiness: broker reachable, no stage failing or retrying, not shutting down
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready; the body says which part.", body = Readiness),
+    ))]
+pub(crate) async fn readyz(State(state): State<AdminState>) -> Response {
     let broker_ok = state.health.is_reachable();
     let stages: BTreeMap<String, StageReport> = state
         .board
@@ -140,15 +175,27 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn openapi() -> Response {
+/// This document
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "openapi",
+    responses((status = 200, description = "OpenAPI 3.1 document.", body = Object)))]
+pub(crate) async fn openapi() -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        openapi::json(),
     )
         .into_response()
 }
 
-async fn metrics(State(state): State<AdminState>) -> Response {
+/// Prometheus metrics
+///
+/// Every metric Sluice records is described at start, so a fresh host lists
+/// the whole set at zero.
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.", body = String, content_type = "text/plain"),
+        (status = 404, description = "No metrics recorder in this process.", body = String, content_type = "text/plain"),
+    ))]
+pub(crate) async fn metrics(State(state): State<AdminState>) -> Response {
     match &state.metrics {
         Some(handle) => (
             [(
@@ -166,26 +213,33 @@ async fn metrics(State(state): State<AdminState>) -> Response {
 fn rejection(state: &AdminState, headers: &axum::http::HeaderMap) -> Option<Response> {
     let presented = crate::auth::bearer(headers);
     match (&state.token, presented) {
-        (None, _) => Some(
-            (
+        (None, _) => Some(error(
             StatusCode::NOT_FOUND,
-            axum::Json(serde_json::json!({"error": "admin_disabled", "message": "set [admin] token to enable /admin"})),
-        )
-            .into_response()),
+            ErrorCode::AdminDisabled,
+            "set [admin] token to enable /admin",
+        )),
         (Some(token), Some(given)) if crate::auth::secret_matches(token, given) => None,
         _ => Some(
             (
-            StatusCode::UNAUTHORIZED,
-            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(serde_json::json!({"error": "unauthorized", "message": "send `Authorization: Bearer TOKEN`"})),
-        )
-            .into_response()),
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(ErrorBody::new(
+                    ErrorCode::Unauthorized,
+                    "send `Authorization: Bearer TOKEN`",
+                )),
+            )
+                .into_response(),
+        ),
     }
 }
 
-#[derive(serde::Deserialize)]
-struct TailQuery {
+/// The query of `GET /admin/topics/{topic}/tail`.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TailQuery {
+    /// How many of the newest records (1 to 1000).
     #[serde(default = "default_tail_limit")]
+    #[param(minimum = 1, maximum = 1000, default = 10)]
     limit: usize,
 }
 
@@ -193,7 +247,17 @@ fn default_tail_limit() -> usize {
     10
 }
 
-async fn tail(
+/// The newest records of a topic, decoded to JSON (manual assignment, no consumer group)
+#[utoipa::path(get, path = "/admin/topics/{topic}/tail", tag = "admin", operation_id = "tailTopic",
+    security(("bearer" = [])),
+    params(("topic" = String, Path, description = "The topic."), TailQuery),
+    responses(
+        (status = 200, description = "Records, oldest first.", body = Vec<crate::kafka::TailRecord>),
+        (status = 400, description = "The query is malformed (`invalid_query`) or the topic could not be read (`tail_failed`).", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token.", body = ErrorBody),
+        (status = 404, description = "`[admin] token` is not set, so /admin is closed (`admin_disabled`), the topic does not exist (`unknown_topic`), or this host reads no topics (`tail_unavailable`).", body = ErrorBody),
+    ))]
+pub(crate) async fn tail(
     State(state): State<AdminState>,
     axum::extract::Path(topic): axum::extract::Path<String>,
     query: Result<axum::extract::Query<TailQuery>, axum::extract::rejection::QueryRejection>,
@@ -202,32 +266,41 @@ async fn tail(
     if let Some(response) = rejection(&state, &headers) {
         return response;
     }
-    let error = |status: StatusCode, error: &str, message: String| {
-        (
-            status,
-            axum::Json(serde_json::json!({"error": error, "message": message})),
-        )
-            .into_response()
-    };
     let query = match query {
         Ok(axum::extract::Query(query)) => query,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidQuery,
+                e.body_text(),
+            );
+        }
     };
     let Some(reader) = state.tail.clone() else {
         return error(
             StatusCode::NOT_FOUND,
-            "tail_unavailable",
-            "this host reads no topics".into(),
+            ErrorCode::TailUnavailable,
+            "this host reads no topics",
         );
     };
     let limit = query.limit.clamp(1, 1000);
     match tokio::task::spawn_blocking(move || reader.last(&topic, limit)).await {
         Ok(Ok(records)) => axum::Json(records).into_response(),
-        Ok(Err(e)) if e.is::<crate::kafka::UnknownTopic>() => {
-            error(StatusCode::NOT_FOUND, "unknown_topic", format!("{e:#}"))
-        }
-        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, "tail_failed", format!("{e:#}")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Ok(Err(e)) if e.is::<crate::kafka::UnknownTopic>() => error(
+            StatusCode::NOT_FOUND,
+            ErrorCode::UnknownTopic,
+            format!("{e:#}"),
+        ),
+        Ok(Err(e)) => error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::TailFailed,
+            format!("{e:#}"),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            e.to_string(),
+        ),
     }
 }
 
@@ -251,38 +324,59 @@ fn authorized_store(
 }
 
 fn store_disabled() -> Response {
-    (
+    error(
         StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({"error": "store_disabled", "message": "set [plugins] store = true to deploy plugins"})),
+        ErrorCode::StoreDisabled,
+        "set [plugins] store = true to deploy plugins",
     )
-        .into_response()
 }
 
 fn refused(e: crate::plugins::Refused) -> Response {
     use crate::plugins::Refused;
-    let (status, error) = match &e {
-        Refused::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin"),
-        Refused::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        Refused::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+    let (status, code) = match &e {
+        Refused::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidPlugin),
+        Refused::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        Refused::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StoreUnavailable),
     };
-    (
-        status,
-        axum::Json(serde_json::json!({"error": error, "message": e.to_string()})),
-    )
-        .into_response()
+    self::error(status, code, e.to_string())
 }
 
-/// `GET /admin/plugins`: every plugin in the store.
-async fn plugins_list(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+/// Every plugin in the store: active version, sha256, when and by whom it was deployed, every version, and what each host runs
+#[utoipa::path(get, path = "/admin/plugins", tag = "admin", operation_id = "listPlugins",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One object per plugin.", body = Vec<crate::plugins::PluginReport>),
+        (status = 401, description = "Missing or wrong admin token.", body = ErrorBody),
+        (status = 404, description = "`/admin` disabled (no token, `admin_disabled`) or `[plugins] store` off (`store_disabled`).", body = ErrorBody),
+    ))]
+pub(crate) async fn plugins_list(
+    State(state): State<AdminState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     match authorized_store(&state, &headers) {
         Ok(service) => axum::Json(service.list()).into_response(),
         Err(response) => response,
     }
 }
 
-/// `PUT /admin/plugins/{name}`: the body is a component; validated, then
-/// published as the next version and made active.
-async fn plugins_push(
+/// Push a component (the body) as the next version of plugin `name`
+///
+/// Validated on this host (a component of the transform world whose init
+/// accepts each local stage's config), published to the plugin store topic,
+/// and swapped in by every host at its next batch.
+#[utoipa::path(put, path = "/admin/plugins/{name}", tag = "admin", operation_id = "pushPlugin",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name.")),
+    request_body(content = crate::ingest::documented::Binary, content_type = "application/wasm", description = "A WebAssembly component."),
+    responses(
+        (status = 201, description = "Published and active (`changed: true`).", body = crate::plugins::Published),
+        (status = 200, description = "That component is already the active version (`changed: false`).", body = crate::plugins::Published),
+        (status = 401, description = "Missing or wrong admin token.", body = ErrorBody),
+        (status = 404, description = "`/admin` disabled (no token) or `[plugins] store` off.", body = ErrorBody),
+        (status = 422, description = "Validation failed (`invalid_plugin`); `message` gives the reason. Nothing was published.", body = ErrorBody),
+        (status = 503, description = "The store topic could not be written or read back.", body = ErrorBody),
+    ))]
+pub(crate) async fn plugins_push(
     State(state): State<AdminState>,
     axum::extract::Path(name): axum::extract::Path<String>,
     headers: axum::http::HeaderMap,
@@ -303,18 +397,40 @@ async fn plugins_push(
             (status, axum::Json(published)).into_response()
         }
         Ok(Err(e)) => refused(e),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            e.to_string(),
+        ),
     }
 }
 
-#[derive(serde::Deserialize, Default)]
-struct RollbackBody {
+/// The body of `POST /admin/plugins/{name}/rollback`.
+#[derive(serde::Deserialize, Default, utoipa::ToSchema)]
+pub(crate) struct RollbackBody {
+    /// The version to make active; default the highest below the active one.
     #[serde(default)]
+    #[schema(minimum = 1)]
     to: Option<u32>,
 }
 
-/// `POST /admin/plugins/{name}/rollback`: body `{"to": N}` (optional).
-async fn plugins_rollback(
+/// Make an earlier version of plugin `name` active on every host
+///
+/// Body `{"to": VERSION}` (optional; default the highest version below the
+/// active one).
+#[utoipa::path(post, path = "/admin/plugins/{name}/rollback", tag = "admin", operation_id = "rollbackPlugin",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name.")),
+    request_body(content = Option<RollbackBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Active.", body = crate::plugins::Published),
+        (status = 400, description = "The body is not `{\"to\": VERSION}`.", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token.", body = ErrorBody),
+        (status = 404, description = "No such plugin or version, or no earlier version (`not_found`), or `/admin` or the store disabled.", body = ErrorBody),
+        (status = 422, description = "The target version fails validation on this host.", body = ErrorBody),
+        (status = 503, description = "The store topic could not be written or read back.", body = ErrorBody),
+    ))]
+pub(crate) async fn plugins_rollback(
     State(state): State<AdminState>,
     axum::extract::Path(name): axum::extract::Path<String>,
     headers: axum::http::HeaderMap,
@@ -330,11 +446,11 @@ async fn plugins_rollback(
         match serde_json::from_slice(&body) {
             Ok(request) => request,
             Err(e) => {
-                return (
+                return error(
                     StatusCode::BAD_REQUEST,
-                    axum::Json(serde_json::json!({"error": "invalid_request", "message": format!("expected {{\"to\": VERSION}}: {e}")})),
-                )
-                    .into_response();
+                    ErrorCode::InvalidRequest,
+                    format!("expected {{\"to\": VERSION}}: {e}"),
+                );
             }
         }
     };
@@ -342,69 +458,11 @@ async fn plugins_rollback(
     match tokio::task::spawn_blocking(move || service.rollback(&name, request.to, &by)).await {
         Ok(Ok(published)) => axum::Json(published).into_response(),
         Ok(Err(e)) => refused(e),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-    use std::path::Path;
-
-    /// Every path routed with `.route("PATH", ...)` in the host's source.
-    fn routed_paths(dir: &Path, out: &mut BTreeSet<String>) {
-        for entry in std::fs::read_dir(dir).expect("source dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                routed_paths(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&path).expect("source file");
-                for piece in text.split(".route(").skip(1) {
-                    let Some(piece) = piece.trim_start().strip_prefix('"') else {
-                        continue;
-                    };
-                    if let Some(end) = piece.find('"')
-                        && piece.starts_with('/')
-                    {
-                        out.insert(piece[..end].to_string());
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn the_openapi_document_lists_exactly_the_routes_the_router_has() {
-        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
-        assert_eq!(doc["openapi"], "3.1.0");
-        let documented: BTreeSet<String> = doc["paths"]
-            .as_object()
-            .expect("paths")
-            .keys()
-            .cloned()
-            .collect();
-        let mut routed = BTreeSet::new();
-        routed_paths(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-            &mut routed,
-        );
-        assert!(routed.contains("/v1/events"), "{routed:?}");
-        assert_eq!(
-            documented, routed,
-            "docs/openapi.json paths (left) and the router's routes (right) differ"
-        );
-        for (path, item) in doc["paths"].as_object().expect("paths") {
-            for (method, operation) in item.as_object().expect("path item") {
-                let responses = operation["responses"].as_object().expect("responses");
-                assert!(!responses.is_empty(), "{method} {path} documents no status");
-                for (status, response) in responses {
-                    assert!(
-                        response["description"].is_string(),
-                        "{method} {path} {status} has no description"
-                    );
-                }
-            }
-        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            e.to_string(),
+        ),
     }
 }
 

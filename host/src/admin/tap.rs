@@ -10,14 +10,19 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AdminState;
+use crate::api::{ErrorBody, ErrorCode, error};
 use crate::tap::{Point, Subscription};
 
 /// Copies a tap buffers for a slow reader before it drops them.
-const TAP_CAPACITY: usize = 1024;
+const TAP_CAPACITY: usize = 4096;
+
+/// Size above which queued copies go out as the next chunk.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The query of `GET /admin/tap`: exactly one of `route`, `topic`,
 /// `stage` + `plugin`, `dead_letters`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TapQuery {
     /// An ingest route's event type.
     pub route: Option<String>,
@@ -31,9 +36,11 @@ pub struct TapQuery {
     pub dead_letters: Option<String>,
     /// Share of events copied, 0 to 1.
     #[serde(default = "one")]
+    #[param(minimum = 0, maximum = 1, default = 1)]
     pub sample: f64,
     /// Stop after this many events (1 to 100000).
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 100000, default = 100)]
     pub limit: usize,
 }
 
@@ -77,8 +84,17 @@ pub fn point(query: &TapQuery) -> Result<Point, String> {
     }
 }
 
-/// `GET /admin/tap`.
-pub(super) async fn tap(
+/// Live events at an ingest route, a topic, a plugin's output in a stage's chain or a stage's dead letters, streamed as NDJSON until `limit` events
+#[utoipa::path(get, path = "/admin/tap", tag = "admin", operation_id = "tap",
+    security(("bearer" = [])),
+    params(TapQuery),
+    responses(
+        (status = 200, description = "One JSON object per line, sent as each event passes the point.", body = crate::tap::Tapped, content_type = "application/x-ndjson"),
+        (status = 400, description = "Not exactly one tap point, a point this host does not have, or `sample` outside 0..1.", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token.", body = ErrorBody),
+        (status = 404, description = "`[admin] token` is not set, so /admin is closed.", body = ErrorBody),
+    ))]
+pub(crate) async fn tap(
     State(state): State<AdminState>,
     query: Result<Query<TapQuery>, axum::extract::rejection::QueryRejection>,
     headers: axum::http::HeaderMap,
@@ -89,31 +105,23 @@ pub(super) async fn tap(
     let query = match query {
         Ok(Query(query)) => query,
         Err(e) => {
-            return (
+            return error(
                 StatusCode::BAD_REQUEST,
-                axum::Json(
-                    serde_json::json!({"error": "invalid_request", "message": e.body_text()}),
-                ),
-            )
-                .into_response();
+                ErrorCode::InvalidRequest,
+                e.body_text(),
+            );
         }
     };
     let point = match point(&query).and_then(|p| state.taps.check(&p).map(|()| p)) {
         Ok(point) => point,
-        Err(message) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                axum::Json(serde_json::json!({"error": "invalid_request", "message": message})),
-            )
-                .into_response();
-        }
+        Err(message) => return error(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message),
     };
     if !(0.0..=1.0).contains(&query.sample) {
-        return (
+        return error(
             StatusCode::BAD_REQUEST,
-            axum::Json(serde_json::json!({"error": "invalid_request", "message": "sample is a share from 0 to 1"})),
-        )
-            .into_response();
+            ErrorCode::InvalidRequest,
+            "sample is a share from 0 to 1",
+        );
     }
     let limit = query.limit.clamp(1, 100_000);
     let subscription = crate::tap::subscribe(point, query.sample, TAP_CAPACITY);
@@ -123,12 +131,24 @@ pub(super) async fn tap(
             if left == 0 {
                 return None;
             }
-            let tapped = subscription.receiver.recv().await?;
-            let mut line = serde_json::to_vec(&tapped).unwrap_or_default();
-            line.push(b'\n');
+            // Wait for one copy, then take what else is already queued, so
+            // a busy tap writes a few large chunks rather than one per event.
+            let first = subscription.receiver.recv().await?;
+            let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+            let mut taken = 0;
+            let mut next = Some(first);
+            while let Some(tapped) = next.take() {
+                if serde_json::to_writer(&mut chunk, &tapped).is_ok() {
+                    chunk.push(b'\n');
+                }
+                taken += 1;
+                if taken < left && chunk.len() < CHUNK_BYTES {
+                    next = subscription.receiver.try_recv().ok();
+                }
+            }
             Some((
-                Ok::<_, std::convert::Infallible>(Bytes::from(line)),
-                (subscription, left - 1),
+                Ok::<_, std::convert::Infallible>(Bytes::from(chunk)),
+                (subscription, left - taken),
             ))
         },
     );

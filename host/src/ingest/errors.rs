@@ -1,21 +1,10 @@
 //! Every way ingest can say no, and the JSON body each answer carries.
 
+use crate::api::{ErrorBody, ErrorCode};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
-/// One rejected event of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Rejected {
-    /// Position of the event in the request (0-based; for NDJSON, the
-    /// position among non-empty lines).
-    pub index: usize,
-    /// Dotted path of the failing field; empty when the event as a whole is
-    /// unreadable.
-    pub field: String,
-    /// Why it was rejected.
-    pub reason: String,
-}
+pub use crate::api::Rejected;
 
 /// An ingest failure, rendered as an HTTP status and a JSON body.
 #[derive(Debug)]
@@ -67,40 +56,29 @@ pub enum ApiError {
     },
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'static str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rejected: Option<&'a [Rejected]>,
-    accepted: usize,
-}
-
 impl ApiError {
     /// The HTTP status, the error code and the message of the answer.
-    pub fn parts(&self) -> (StatusCode, &'static str, String) {
+    pub fn parts(&self) -> (StatusCode, ErrorCode, String) {
         match self {
-            ApiError::Invalid { message, .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_event", message.clone())
-            }
+            ApiError::Invalid { message, .. } => (
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidEvent,
+                message.clone(),
+            ),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "missing or unknown API key: send `Authorization: Bearer KEY` or `X-Api-Key: KEY`"
                     .into(),
             ),
             ApiError::TooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
+                ErrorCode::BodyTooLarge,
                 format!("request body exceeds the limit of {limit} bytes; split the batch"),
             ),
             ApiError::UnsupportedMediaType { got, accepted } => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 format!(
                     "content type `{got}` is not accepted here; use one of: {}",
                     accepted.join(", ")
@@ -108,7 +86,7 @@ impl ApiError {
             ),
             ApiError::UnsupportedEncoding { got, accepted } => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_content_encoding",
+                ErrorCode::UnsupportedContentEncoding,
                 format!(
                     "content encoding `{got}` is not accepted; use one of: {}",
                     accepted.join(", ")
@@ -116,12 +94,12 @@ impl ApiError {
             ),
             ApiError::TooManyRequests { message, .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_requests",
+                ErrorCode::TooManyRequests,
                 message.clone(),
             ),
             ApiError::Unavailable { message, .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                ErrorCode::Unavailable,
                 message.clone(),
             ),
         }
@@ -142,20 +120,20 @@ impl IntoResponse for ApiError {
         let (status, code, message) = self.parts();
         let (field, reason, rejected) = match &self {
             ApiError::Invalid { rejected, .. } if rejected.len() == 1 => (
-                Some(rejected[0].field.as_str()),
-                Some(rejected[0].reason.as_str()),
-                Some(rejected.as_slice()),
+                Some(rejected[0].field.clone()),
+                Some(rejected[0].reason.clone()),
+                Some(rejected.clone()),
             ),
-            ApiError::Invalid { rejected, .. } => (None, None, Some(rejected.as_slice())),
+            ApiError::Invalid { rejected, .. } => (None, None, Some(rejected.clone())),
             _ => (None, None, None),
         };
-        let body = Body {
+        let body = ErrorBody {
             error: code,
             message,
             field,
             reason,
             rejected,
-            accepted: 0,
+            accepted: Some(0),
         };
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(retry_after) = self.retry_after() {

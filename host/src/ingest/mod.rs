@@ -8,11 +8,13 @@
 
 mod compression;
 mod decode;
+pub mod documented;
 mod errors;
 pub mod otlp;
 mod publish;
 mod routes;
 
+use documented::Accepted;
 pub use errors::{ApiError, Rejected};
 use routes::Route;
 
@@ -300,14 +302,14 @@ impl Ingest {
             None => k.to_value().to_string(),
         });
         if crate::tap::active() {
-            let point = crate::tap::Point::Route {
+            let point = Arc::new(crate::tap::Point::Route {
                 route: route.event_type.clone(),
-            };
+            });
             crate::tap::offer(&point, 1, |_| {
                 let mut tapped = crate::tap::Tapped::new(
                     point.clone(),
                     key.as_deref().map(str::as_bytes),
-                    event.to_value(),
+                    crate::tap::raw(&event.to_value()),
                 );
                 tapped.topic = Some(route.topic.clone());
                 tapped
@@ -319,13 +321,6 @@ impl Ingest {
             payload,
         })
     }
-}
-
-#[derive(serde::Serialize)]
-struct Accepted {
-    accepted: usize,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    rejected: Vec<Rejected>,
 }
 
 fn accepted(accepted: usize, rejected: Vec<Rejected>) -> Response {
@@ -342,7 +337,22 @@ fn finish(route: &'static str, started: Instant, result: Result<Response, ApiErr
     response
 }
 
-async fn post_single(
+/// Ingest one event
+#[utoipa::path(post, path = "/v1/events", tag = "ingest", operation_id = "postEvent",
+    description = documented::COMPRESSED_BODIES,
+    security((), ("bearer" = []), ("apiKey" = [])),
+    request_body(description = "JSON, or `avro/binary`: Avro single-object encoded (C3 01 + \
+        CRC-64-AVRO fingerprint + datum), the Confluent wire format (00 + 4-byte schema id + \
+        datum) with an id this host knows, or a bare datum of the first route's schema.",
+        content(
+            (documented::TelemetryEvent = "application/json"),
+            (documented::Binary = "avro/binary"),
+        )),
+    responses(
+        (status = 202, description = "The broker acknowledged the event.", body = Accepted),
+        documented::EventRefusals,
+    ))]
+pub(crate) async fn post_single(
     State(ingest): State<Arc<Ingest>>,
     headers: HeaderMap,
     body: Body,
@@ -377,7 +387,24 @@ async fn post_single(
     finish("/v1/events", started, result)
 }
 
-async fn post_batch(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
+/// Ingest a batch of events
+#[utoipa::path(post, path = "/v1/events/batch", tag = "ingest", operation_id = "postBatch",
+    description = documented::COMPRESSED_BODIES,
+    security((), ("bearer" = []), ("apiKey" = [])),
+    request_body(description = "A JSON array of events, or NDJSON: one event JSON object per line.",
+        content(
+            (documented::EventArray = "application/json"),
+            (String = "application/x-ndjson"),
+        )),
+    responses(
+        (status = 202, description = "The broker acknowledged every event of the batch.", body = Accepted),
+        documented::EventRefusals,
+    ))]
+pub(crate) async fn post_batch(
+    State(ingest): State<Arc<Ingest>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let result = async {
         ingest.authorize(&headers)?;

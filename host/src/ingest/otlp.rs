@@ -78,10 +78,13 @@ fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
 /// google.rpc.Status, the body OTLP/HTTP error responses carry (fields 1
 /// and 2; `details` is left empty). Derived with prost like the generated
 /// types; opentelemetry-proto does not ship it.
-#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
-struct Status {
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = RpcStatus)]
+pub struct Status {
+    /// The gRPC status code.
     #[prost(int32, tag = "1")]
     code: i32,
+    /// Why.
     #[prost(string, tag = "2")]
     message: String,
 }
@@ -334,8 +337,45 @@ fn status_response(
     response
 }
 
-/// `POST /v1/logs`.
-pub(super) async fn post_logs(
+/// OpenTelemetry logs (OTLP/HTTP)
+///
+/// An OTLP ExportLogsServiceRequest (protobuf or OTLP/JSON). Each log record
+/// becomes a telemetry event by the mapping in the README (OTLP logs) and is
+/// routed, validated and produced like a posted event. Bodies may be
+/// compressed (`Content-Encoding: gzip`, `deflate` or `zstd`): decompressed
+/// as they arrive, their decompressed size bounded by `max_body_bytes` (413
+/// above it); another coding gets 415.
+#[utoipa::path(post, path = "/v1/logs", tag = "ingest", operation_id = "postLogs",
+    security((), ("bearer" = []), ("apiKey" = [])),
+    request_body(description = "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest, as protobuf or OTLP/JSON.",
+        content(
+            (super::documented::Binary = "application/x-protobuf"),
+            (super::documented::ExportLogsJson = "application/json"),
+        )),
+    responses(
+        (status = 200, description = "Every accepted record was acknowledged by the broker. \
+            `partialSuccess` counts the records that were rejected (invalid after mapping) and says why \
+            (an ExportLogsServiceResponse, as protobuf or OTLP/JSON).",
+            content(
+                (super::documented::Binary = "application/x-protobuf"),
+                (super::documented::ExportLogsResponseJson = "application/json"),
+            )),
+        (status = 400, description = "The payload cannot be decoded (or decompressed); nothing was written. The body is a google.rpc.Status.",
+            content((super::documented::Binary = "application/x-protobuf"), (Status = "application/json"))),
+        (status = 401, description = "API keys are configured and the request has none or a wrong one.",
+            content((super::documented::Binary = "application/x-protobuf"), (Status = "application/json"))),
+        (status = 413, description = "Body (decompressed) over `max_body_bytes`.",
+            content((super::documented::Binary = "application/x-protobuf"), (Status = "application/json"))),
+        (status = 415, description = "Content type other than application/x-protobuf or application/json, or an unknown Content-Encoding.",
+            content((super::documented::Binary = "application/x-protobuf"), (Status = "application/json"))),
+        (status = 429, description = "Too many events in flight (`max_in_flight`); nothing was written.",
+            content((super::documented::Binary = "application/x-protobuf"), (Status = "application/json")),
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+        (status = 503, description = "The broker is unreachable or did not acknowledge, or the host is shutting down; nothing was accepted.",
+            content((super::documented::Binary = "application/x-protobuf"), (Status = "application/json")),
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ))]
+pub(crate) async fn post_logs(
     State(ingest): State<Arc<Ingest>>,
     headers: HeaderMap,
     body: Body,

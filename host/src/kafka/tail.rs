@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::schema::SchemaSet;
 
 /// One record as an operator sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TailRecord {
     /// Partition.
     pub partition: i32,
@@ -24,7 +24,8 @@ pub struct TailRecord {
     pub timestamp: Option<i64>,
     /// Key as text.
     pub key: Option<String>,
-    /// Headers as text.
+    /// Headers as text, `[name, value]` pairs.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub headers: Vec<(String, String)>,
     /// The value decoded to natural JSON, or an `{"undecodable": reason}`.
     pub value: serde_json::Value,

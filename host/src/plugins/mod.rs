@@ -104,7 +104,7 @@ struct StageUse {
 }
 
 /// One row of `sluice plugin list`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PluginReport {
     /// Plugin name.
     pub name: String,
@@ -146,7 +146,7 @@ impl std::fmt::Display for Refused {
 }
 
 /// What a push or rollback did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Published {
     /// Plugin name.
     pub name: String,

@@ -38,7 +38,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const CHUNK_BYTES: usize = 512 * 1024;
 
 /// One published version of a plugin.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct VersionRecord {
     /// Plugin name.
     pub name: String,
@@ -76,7 +76,7 @@ pub struct ActiveRecord {
 }
 
 /// A host's report that it swapped a version in.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct HostRecord {
     /// Host id.
     pub host: String,

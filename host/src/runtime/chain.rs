@@ -357,10 +357,10 @@ pub(crate) fn run_steps<S: Step>(
 /// Offer one plugin's output to the taps on it (only called while a tap is
 /// active; sampled events are copied, none are held).
 fn tap_output(stage: &str, plugin: &str, events: &[Event]) {
-    let point = crate::tap::Point::Plugin {
+    let point = std::sync::Arc::new(crate::tap::Point::Plugin {
         stage: stage.to_string(),
         plugin: plugin.to_string(),
-    };
+    });
     crate::tap::offer(&point, events.len(), |i| {
         let event = &events[i];
         let tapped = crate::tap::Tapped::new(

@@ -2,6 +2,8 @@
 //! its input topics and the events it dead-letters. Called only while a tap
 //! is active; copies sampled events, never holds or changes a batch.
 
+use std::sync::Arc;
+
 use super::batch::Batch;
 use crate::runtime::{Event, Failure};
 use crate::schema::SchemaSet;
@@ -17,9 +19,9 @@ pub(super) fn input(events: &[(usize, Event)]) {
     topics.sort_unstable();
     topics.dedup();
     for topic in topics {
-        let point = Point::Topic {
+        let point = Arc::new(Point::Topic {
             topic: topic.to_string(),
-        };
+        });
         let of_topic: Vec<&Event> = events
             .iter()
             .map(|(_, e)| e)
@@ -39,15 +41,15 @@ pub(super) fn input(events: &[(usize, Event)]) {
 /// Offer the batch's failures, as dead letters with their reasons, to taps
 /// on the stage's dead letters.
 pub(super) fn dead_letters(stage: &str, batch: &Batch, schemas: &SchemaSet, failures: &[Failure]) {
-    let point = Point::DeadLetters {
+    let point = Arc::new(Point::DeadLetters {
         stage: stage.to_string(),
-    };
+    });
     offer(&point, failures.len(), |i| {
         let failure = &failures[i];
         let record = batch.original(failure.source);
         let value = match schemas.decode_to_json(&record.value) {
             Ok((_, json)) => json_of(&json),
-            Err(_) => serde_json::Value::Null,
+            Err(_) => crate::tap::raw(&serde_json::Value::Null),
         };
         let (topic, partition, offset) = batch.origin(failure.source);
         let plugin = if failure.plugin.is_empty() {

@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 /// Where events are tapped.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Point {
     /// Events accepted by an ingest route (named by its event type), as
@@ -51,16 +52,19 @@ pub enum Point {
 }
 
 /// One tapped event: one NDJSON line of `GET /admin/tap`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tapped {
-    /// Where it was tapped.
-    pub point: Point,
+    /// Where it was tapped (shared by the copies of one batch).
+    #[schema(value_type = Point)]
+    pub point: Arc<Point>,
     /// When, in epoch milliseconds.
     pub at_ms: i64,
     /// Record key (UTF-8, lossy), if any.
     pub key: Option<String>,
-    /// The event decoded to JSON.
-    pub value: serde_json::Value,
+    /// The event as JSON, carried as the text it already is (not parsed
+    /// into a tree and written again).
+    #[schema(value_type = Object)]
+    pub value: Box<RawValue>,
     /// Topic the record was read from or written to, where known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub topic: Option<String>,
@@ -77,7 +81,7 @@ pub struct Tapped {
 
 impl Tapped {
     /// A tapped event at `point`, now, with no position.
-    pub fn new(point: Point, key: Option<&[u8]>, value: serde_json::Value) -> Self {
+    pub fn new(point: Arc<Point>, key: Option<&[u8]>, value: Box<RawValue>) -> Self {
         Self {
             point,
             at_ms: now_ms(),
@@ -99,10 +103,26 @@ impl Tapped {
     }
 }
 
-/// `value` (UTF-8 JSON bytes) as JSON; a string of the lossy text if it is not.
-pub fn json_of(value: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(value)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(value).into_owned()))
+/// `value` (UTF-8 JSON bytes) as JSON, checked but not parsed into a tree;
+/// a JSON string of the lossy text if it is not JSON.
+pub fn json_of(value: &[u8]) -> Box<RawValue> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| RawValue::from_string(text.to_owned()).ok())
+        .unwrap_or_else(|| {
+            raw(&serde_json::Value::String(
+                String::from_utf8_lossy(value).into_owned(),
+            ))
+        })
+}
+
+/// `value` as raw JSON.
+pub fn raw(value: &serde_json::Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| null())
+}
+
+fn null() -> Box<RawValue> {
+    RawValue::from_string("null".to_owned()).unwrap_or_default()
 }
 
 fn now_ms() -> i64 {
@@ -227,23 +247,29 @@ mod tests {
     #[test]
     fn only_the_tapped_point_gets_copies_and_a_full_channel_drops() {
         let point = plugin("tap-test-a", "p2");
+        let shared = Arc::new(point.clone());
         let mut sub = subscribe(point.clone(), 1.0, 3);
         assert!(active());
         offer(&plugin("tap-test-a", "p1"), 5, |i| {
-            Tapped::new(plugin("tap-test-a", "p1"), None, i.into())
+            Tapped::new(Arc::new(plugin("tap-test-a", "p1")), None, raw(&i.into()))
         });
         assert!(sub.receiver.try_recv().is_err(), "another plugin's output");
         offer(&point, 5, |i| {
-            Tapped::new(point.clone(), Some(b"k"), serde_json::json!({ "i": i }))
+            Tapped::new(
+                shared.clone(),
+                Some(b"k"),
+                raw(&serde_json::json!({ "i": i })),
+            )
         });
         for i in 0..3 {
             let got = sub.receiver.try_recv().expect("a copy");
-            assert_eq!(got.value, serde_json::json!({ "i": i }));
+            assert_eq!(got.value.get(), format!(r#"{{"i":{i}}}"#));
             assert_eq!(got.key.as_deref(), Some("k"));
         }
         assert!(sub.receiver.try_recv().is_err());
         assert_eq!(sub.dropped(), 2, "two copies found the channel full");
-        let line = serde_json::to_string(&Tapped::new(point.clone(), None, 1.into())).unwrap();
+        let line =
+            serde_json::to_string(&Tapped::new(shared.clone(), None, raw(&1.into()))).unwrap();
         assert!(
             line.contains(r#""point":{"kind":"plugin","stage":"tap-test-a","plugin":"p2"}"#),
             "{line}"
@@ -258,9 +284,10 @@ mod tests {
     #[test]
     fn sampling_copies_about_the_asked_share_and_zero_copies_none() {
         let point = plugin("tap-test-b", "p");
+        let shared = Arc::new(point.clone());
         let mut sub = subscribe(point.clone(), 0.25, 20_000);
         offer(&point, 10_000, |_| {
-            Tapped::new(point.clone(), None, 0.into())
+            Tapped::new(shared.clone(), None, raw(&0.into()))
         });
         let mut n = 0;
         while sub.receiver.try_recv().is_ok() {
@@ -269,7 +296,9 @@ mod tests {
         println!("sampled {n} of 10000 at 0.25");
         assert!((2000..3000).contains(&n), "{n}");
         let mut none = subscribe(point.clone(), 0.0, 10);
-        offer(&point, 1000, |_| Tapped::new(point.clone(), None, 0.into()));
+        offer(&point, 1000, |_| {
+            Tapped::new(shared.clone(), None, raw(&0.into()))
+        });
         assert!(none.receiver.try_recv().is_err());
     }
 }
