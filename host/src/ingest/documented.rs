@@ -84,8 +84,8 @@ pub struct Accepted {
 )]
 pub struct ExportLogsJson {
     /// The OTLP `resourceLogs`.
-    #[schema(value_type = Option<Vec<Object>>, rename = "resourceLogs")]
-    resource_logs: Option<Vec<serde_json::Value>>,
+    #[schema(value_type = Vec<Object>, rename = "resourceLogs", required = false)]
+    resource_logs: Vec<serde_json::Value>,
 }
 
 /// The OTLP/JSON `ExportLogsServiceResponse`.

@@ -238,18 +238,24 @@ pub enum RegistryError {
     Incompatible(String),
 }
 
+/// The schemas the registry's tests (here and in `registry_api`) use.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(super) mod test_schemas {
+    use std::sync::Arc;
+
     use serde_json::{Value as Json, json};
 
-    fn telemetry() -> Arc<LoadedSchema> {
+    use crate::schema::LoadedSchema;
+
+    /// The bundled telemetry schema.
+    pub fn telemetry() -> Arc<LoadedSchema> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../schemas/telemetry_event.avsc");
         Arc::new(LoadedSchema::from_file(&path).unwrap())
     }
 
-    fn newer() -> String {
+    /// A compatible newer version of it (an optional `region`).
+    pub fn newer() -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../schemas/telemetry_event.avsc");
         let mut schema: Json =
@@ -260,6 +266,13 @@ mod tests {
             .push(json!({"name": "region", "type": ["null", "string"], "default": null}));
         schema.to_string()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value as Json, json};
+    use test_schemas::{newer, telemetry};
 
     #[test]
     fn a_compatible_newer_version_registers_and_resolves_to_the_local_reader() {

@@ -89,6 +89,38 @@ pub(crate) struct RegistryErrorBody {
     message: String,
 }
 
+/// The subject a registry path names.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "documents the path; the handlers extract it with axum"
+)]
+pub(crate) struct SubjectParam {
+    /// A subject, e.g. `<topic>-value`.
+    subject: String,
+}
+
+/// What the registry endpoints that read a posted schema may refuse.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "documents the answer")]
+pub(crate) enum PostedSchemaRefusal {
+    /// Not found.
+    #[response(
+        status = 404,
+        description = "Unknown subject (40401), version (40402) or schema (40403).",
+        content_type = "application/vnd.schemaregistry.v1+json"
+    )]
+    NotFound(RegistryErrorBody),
+    /// Not an Avro schema.
+    #[response(
+        status = 422,
+        description = "Not a valid Avro schema (42201).",
+        content_type = "application/vnd.schemaregistry.v1+json"
+    )]
+    Invalid(RegistryErrorBody),
+}
+
 /// The 404 every registry endpoint may answer.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code, reason = "documents the answer")]
@@ -243,7 +275,7 @@ pub(crate) async fn subjects(State(registry): State<Arc<Registry>>) -> Response 
 /// `[1, 2, ...]`.
 /// Served only when no `[schema_registry]` is configured (the built-in registry).
 #[utoipa::path(get, path = "/subjects/{subject}/versions", tag = "schema registry",
-    params(("subject" = String, Path, description = "A subject, e.g. `<topic>-value`.")),
+    params(SubjectParam),
     responses(
         (status = 200, description = "The answer.", body = Vec<u32>, content_type = "application/vnd.schemaregistry.v1+json"),
         RegistryRefusal,
@@ -293,7 +325,7 @@ fn find_version(
 /// `{subject, version, id, schema}`; `latest` or -1 for the newest.
 /// Served only when no `[schema_registry]` is configured (the built-in registry).
 #[utoipa::path(get, path = "/subjects/{subject}/versions/{version}", tag = "schema registry",
-    params(("subject" = String, Path, description = "A subject, e.g. `<topic>-value`."), ("version" = String, Path, description = "1-based version, `latest` or -1.")),
+    params(SubjectParam, ("version" = String, Path, description = "1-based version, `latest` or -1.")),
     responses(
         (status = 200, description = "The answer.", body = SubjectVersion, content_type = "application/vnd.schemaregistry.v1+json"),
         RegistryRefusal,
@@ -316,7 +348,7 @@ pub(crate) async fn version(
 /// The schema itself.
 /// Served only when no `[schema_registry]` is configured (the built-in registry).
 #[utoipa::path(get, path = "/subjects/{subject}/versions/{version}/schema", tag = "schema registry",
-    params(("subject" = String, Path, description = "A subject, e.g. `<topic>-value`."), ("version" = String, Path, description = "1-based version, `latest` or -1.")),
+    params(SubjectParam, ("version" = String, Path, description = "1-based version, `latest` or -1.")),
     responses(
         (status = 200, description = "The answer.", body = Object, content_type = "application/vnd.schemaregistry.v1+json"),
         RegistryRefusal,
@@ -360,13 +392,12 @@ fn schema_text(body: &[u8]) -> Result<String, Box<Response>> {
 /// 409 otherwise) and answers `{"id": N}`. Ids derive from the schema's fingerprint.
 /// Served only when no `[schema_registry]` is configured (the built-in registry).
 #[utoipa::path(post, path = "/subjects/{subject}/versions", tag = "schema registry",
-    params(("subject" = String, Path, description = "A subject, e.g. `<topic>-value`.")),
+    params(SubjectParam),
     request_body(content((SchemaRequest = "application/vnd.schemaregistry.v1+json"), (SchemaRequest = "application/json"))),
     responses(
         (status = 200, description = "The answer.", body = RegisteredId, content_type = "application/vnd.schemaregistry.v1+json"),
-        (status = 422, description = "Not a valid Avro schema (42201).", body = RegistryErrorBody, content_type = "application/vnd.schemaregistry.v1+json"),
         (status = 409, description = "Incompatible with the subject's latest version.", body = RegistryErrorBody, content_type = "application/vnd.schemaregistry.v1+json"),
-        RegistryRefusal,
+        PostedSchemaRefusal,
     ))]
 pub(crate) async fn register(
     State(registry): State<Arc<Registry>>,
@@ -405,13 +436,12 @@ pub(crate) struct CompatibilityQuery {
 /// version?), with `messages` when `verbose=true`.
 /// Served only when no `[schema_registry]` is configured (the built-in registry).
 #[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions/{version}", tag = "schema registry",
-    params(("subject" = String, Path, description = "A subject, e.g. `<topic>-value`."), ("version" = String, Path, description = "1-based version, or `latest`."), CompatibilityQuery),
+    params(SubjectParam, ("version" = String, Path, description = "1-based version, or `latest`."), CompatibilityQuery),
     request_body(content((SchemaRequest = "application/vnd.schemaregistry.v1+json"), (SchemaRequest = "application/json"))),
     responses(
         (status = 200, description = "The answer.", body = Compatibility, content_type = "application/vnd.schemaregistry.v1+json"),
-        (status = 422, description = "Not a valid Avro schema (42201).", body = RegistryErrorBody, content_type = "application/vnd.schemaregistry.v1+json"),
         (status = 400, description = "The query is malformed (`verbose` is not `true` or `false`).", body = String, content_type = "text/plain"),
-        RegistryRefusal,
+        PostedSchemaRefusal,
     ))]
 pub(crate) async fn compatibility(
     State(registry): State<Arc<Registry>>,
@@ -460,13 +490,12 @@ pub(crate) async fn compatibility(
 /// `verbose=true`.
 /// Served only when no `[schema_registry]` is configured (the built-in registry).
 #[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions", tag = "schema registry",
-    params(("subject" = String, Path, description = "A subject, e.g. `<topic>-value`."), CompatibilityQuery),
+    params(SubjectParam, CompatibilityQuery),
     request_body(content((SchemaRequest = "application/vnd.schemaregistry.v1+json"), (SchemaRequest = "application/json"))),
     responses(
         (status = 200, description = "The answer.", body = Compatibility, content_type = "application/vnd.schemaregistry.v1+json"),
-        (status = 422, description = "Not a valid Avro schema (42201).", body = RegistryErrorBody, content_type = "application/vnd.schemaregistry.v1+json"),
         (status = 400, description = "The query is malformed (`verbose` is not `true` or `false`).", body = String, content_type = "text/plain"),
-        RegistryRefusal,
+        PostedSchemaRefusal,
     ))]
 pub(crate) async fn compatibility_latest(
     state: State<Arc<Registry>>,
@@ -482,12 +511,11 @@ pub(crate) async fn compatibility_latest(
 /// `{subject, version, id, schema}` when the schema is a version of the subject.
 /// Served only when no `[schema_registry]` is configured (the built-in registry).
 #[utoipa::path(post, path = "/subjects/{subject}", tag = "schema registry",
-    params(("subject" = String, Path, description = "A subject, e.g. `<topic>-value`.")),
+    params(SubjectParam),
     request_body(content((SchemaRequest = "application/vnd.schemaregistry.v1+json"), (SchemaRequest = "application/json"))),
     responses(
         (status = 200, description = "The answer.", body = SubjectVersion, content_type = "application/vnd.schemaregistry.v1+json"),
-        (status = 422, description = "Not a valid Avro schema (42201).", body = RegistryErrorBody, content_type = "application/vnd.schemaregistry.v1+json"),
-        RegistryRefusal,
+        PostedSchemaRefusal,
     ))]
 pub(crate) async fn lookup(
     State(registry): State<Arc<Registry>>,
@@ -519,25 +547,7 @@ pub(crate) async fn lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::LoadedSchema;
-
-    fn telemetry() -> Arc<LoadedSchema> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../schemas/telemetry_event.avsc");
-        Arc::new(LoadedSchema::from_file(&path).unwrap())
-    }
-
-    fn newer() -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../schemas/telemetry_event.avsc");
-        let mut schema: Json =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        schema["fields"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"name": "region", "type": ["null", "string"], "default": null}));
-        schema.to_string()
-    }
+    use crate::schema::registry::test_schemas::{newer, telemetry};
 
     async fn check(
         registry: &Arc<Registry>,
