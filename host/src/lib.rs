@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod command;
 pub mod config;
+pub mod dlq;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;

@@ -13,6 +13,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
+mod dlq;
 mod tap;
 
 use crate::kafka::BrokerHealth;
@@ -25,8 +26,8 @@ pub struct AdminState {
     pub health: BrokerHealth,
     /// Reads topics for `/admin/topics/{topic}/tail`.
     pub tail: Option<Arc<crate::kafka::Tail>>,
-    /// Bearer token for `/admin`; `None` leaves `/admin` closed.
-    pub token: Option<String>,
+    /// Bearer tokens for `/admin`, by name; none leaves `/admin` closed.
+    pub tokens: crate::auth::Tokens,
     /// Stage states.
     pub board: StatusBoard,
     /// Renders `/metrics`; absent when another recorder is installed.
@@ -36,6 +37,8 @@ pub struct AdminState {
     pub plugins: Option<Arc<crate::plugins::PluginService>>,
     /// The points `/admin/tap` may tap on this host.
     pub taps: crate::tap::Known,
+    /// Dead letters of this host's stages, behind `/admin/dlq`.
+    pub dlq: Option<Arc<crate::dlq::Dlq>>,
 }
 
 /// The OpenAPI 3.1 document of the HTTP API (`docs/openapi.json`).
@@ -59,6 +62,12 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/plugins", get(plugins_list))
         .route("/admin/plugins/{name}", push)
         .route("/admin/plugins/{name}/rollback", rollback)
+        .route("/admin/dlq/{stage}", get(dlq::list))
+        .route("/admin/dlq/{stage}/{partition}/{offset}", get(dlq::show))
+        .route(
+            "/admin/dlq/{stage}/redrive",
+            axum::routing::post(dlq::redrive),
+        )
         .with_state(state)
 }
 
@@ -162,19 +171,28 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     }
 }
 
-/// `None` when the request carries the admin token, else the answer to send.
+/// `None` when the request carries an admin token, else the answer to send.
 fn rejection(state: &AdminState, headers: &axum::http::HeaderMap) -> Option<Response> {
-    let presented = crate::auth::bearer(headers);
-    match (&state.token, presented) {
-        (None, _) => Some(
-            (
+    caller(state, headers).err()
+}
+
+/// The name of the admin token the request carries (`admin` for
+/// `[admin] token`), else the answer to send.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the HTTP response itself, returned at once by the handler"
+)]
+fn caller(state: &AdminState, headers: &axum::http::HeaderMap) -> Result<String, Response> {
+    if state.tokens.is_empty() {
+        return Err((
             StatusCode::NOT_FOUND,
             axum::Json(serde_json::json!({"error": "admin_disabled", "message": "set [admin] token to enable /admin"})),
         )
-            .into_response()),
-        (Some(token), Some(given)) if crate::auth::secret_matches(token, given) => None,
-        _ => Some(
-            (
+            .into_response());
+    }
+    match crate::auth::bearer(headers).and_then(|given| state.tokens.identify(given)) {
+        Some(name) => Ok(name.to_string()),
+        None => Err((
             StatusCode::UNAUTHORIZED,
             [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
             axum::Json(serde_json::json!({"error": "unauthorized", "message": "send `Authorization: Bearer TOKEN`"})),
