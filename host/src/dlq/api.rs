@@ -1,7 +1,29 @@
 //! The request and response bodies of `/admin/dlq`, in one place (the
 //! OpenAPI document describes exactly these; `sluice dlq` reads them).
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A JSON integer, also written as an integral float (`192.0`, which JSON
+/// Schema's `integer` allows), within `T`'s range.
+fn integer<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    let v = n
+        .as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                .map(|f| f as i64)
+        })
+        .ok_or_else(|| D::Error::custom(format!("{n} is not an integer")))?;
+    T::try_from(v).map_err(|_| D::Error::custom(format!("{v} is out of range")))
+}
+
+fn optional_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "integer")] i64);
+    Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+}
 
 /// Default number of entries `GET /admin/dlq/{stage}` returns.
 pub const DEFAULT_LIST_LIMIT: usize = 100;
@@ -112,8 +134,10 @@ pub struct ShowAnswer {
 #[serde(deny_unknown_fields)]
 pub struct RecordRef {
     /// Partition of the dead-letter topic.
+    #[serde(deserialize_with = "integer")]
     pub partition: i32,
     /// Offset.
+    #[serde(deserialize_with = "integer")]
     pub offset: i64,
 }
 
@@ -134,6 +158,7 @@ pub struct RedriveRequest {
     /// These ones.
     pub records: Option<Vec<RecordRef>>,
     /// Only from this offset in every partition (with `all` or a filter).
+    #[serde(default, deserialize_with = "optional_integer")]
     pub from: Option<i64>,
     /// Plugins (`name`, `name@vN` for a store version, `name@<12 hex>`)
     /// to run the records through before they go back, as replay does.

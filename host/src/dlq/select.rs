@@ -478,6 +478,26 @@ mod tests {
             assert!(Selection::of(&request(bad)).is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<RedriveRequest>(r#"{"alll": true}"#).is_err());
+        // JSON Schema integers may be written as integral floats.
+        let floats = request(r#"{"records": [{"partition": 1.0, "offset": 9.0}], "from": null}"#);
+        assert_eq!(
+            floats
+                .records
+                .as_deref()
+                .map(|r| (r[0].partition, r[0].offset)),
+            Some((1, 9))
+        );
+        assert_eq!(request(r#"{"all": true, "from": 3.0}"#).from, Some(3));
+        for bad in [
+            r#"{"records": [{"partition": 1.5, "offset": 9}]}"#,
+            r#"{"records": [{"partition": 43603671955739, "offset": 9}]}"#,
+            r#"{"all": true, "from": "3"}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<RedriveRequest>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
