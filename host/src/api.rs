@@ -45,6 +45,10 @@ pub enum ErrorCode {
     NotFound,
     /// The plugin store topic could not be written or read back.
     StoreUnavailable,
+    /// No such stage on this host.
+    UnknownStage,
+    /// The dead-letter topic could not be read or written to.
+    DlqUnavailable,
     /// A failure inside the host.
     Internal,
 }

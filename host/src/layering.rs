@@ -9,6 +9,7 @@ use std::path::Path;
 /// them may use them.
 const ABOVE: &[&str] = &[
     "admin",
+    "dlq",
     "run",
     "replay",
     "quickstart",

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod command;
 pub mod config;
+pub mod dlq;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;

@@ -43,6 +43,10 @@ enum Command {
     /// a stage's chain or a stage's dead letters, as NDJSON, from a running
     /// host's admin API.
     Tap(sluice::tap::cli::TapArgs),
+    /// List a stage's dead letters by plugin and error, show one decoded,
+    /// and redrive selected ones to the stage's input, through a running
+    /// host's admin API.
+    Dlq(sluice::dlq::cli::DlqArgs),
     /// Run everything the configuration enables: ingest, stages, metrics.
     Run {
         /// Configuration file.
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
             print!("{}", sluice::admin::openapi::json());
             ExitCode::SUCCESS
         }
+        Command::Dlq(args) => sluice::dlq::cli::main(&args),
         Command::Validate { config } => match sluice::validate::validate_with_plugins(&config) {
             Ok((_, plugins)) => {
                 for line in plugins {

@@ -140,6 +140,16 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "Live taps (`GET /admin/tap`) open on this host.",
     ),
+    (
+        "sluice_dlq_redrives_total",
+        Kind::Counter,
+        "Dead-letter redrives (`POST /admin/dlq/{stage}/redrive`), by stage and the admin token's name (by).",
+    ),
+    (
+        "sluice_dlq_redriven_total",
+        Kind::Counter,
+        "Records redriven from a stage's dead letters to its input and acknowledged, by stage and the admin token's name (by).",
+    ),
 ];
 
 /// Describe every metric and register its label-less series at zero.
@@ -162,6 +172,14 @@ fn describe() {
             }
         }
     }
+}
+
+/// Count one dead-letter redrive by `by` and the records it sent back.
+pub fn dlq_redriven(stage: &str, by: &str, records: u64) {
+    metrics::counter!("sluice_dlq_redrives_total", "stage" => stage.to_string(), "by" => by.to_string())
+        .increment(1);
+    metrics::counter!("sluice_dlq_redriven_total", "stage" => stage.to_string(), "by" => by.to_string())
+        .increment(records);
 }
 
 /// Count tapped copies dropped on a full tap channel.

@@ -163,22 +163,23 @@ async fn start(loaded: LoadedConfig) -> anyhow::Result<Host> {
         None => BrokerHealth::watch(kafka.reader()?, Duration::from_secs(1))?,
     };
     let ingest = ingest.map(|(ingest, _)| ingest);
-    let token = config
-        .admin
-        .token
-        .as_deref()
-        .map(crate::config::interpolate_env)
-        .transpose()
-        .map_err(anyhow::Error::msg)
-        .context("admin.token")?;
+    let tokens = crate::auth::Tokens::new(
+        config
+            .admin
+            .named_tokens()
+            .map_err(anyhow::Error::msg)
+            .context("[admin]")?,
+    );
+    let dlq = crate::dlq::Dlq::new(&loaded, &kafka, schemas.clone(), plugins.clone())?;
     let admin_router = admin::router(AdminState {
         health,
         tail: Some(Arc::new(crate::kafka::Tail::new(&kafka, schemas.clone())?)),
-        token,
+        tokens,
         board: board.clone(),
         metrics,
         plugins: plugins.clone(),
         taps: crate::tap::Known::from_config(config),
+        dlq: Some(Arc::new(dlq)),
     });
     let admin_router = if config.schema_registry.is_none() {
         admin_router.merge(crate::schema::registry_api::router(registry.clone()))

@@ -13,6 +13,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
+mod dlq;
 pub mod openapi;
 mod tap;
 
@@ -27,8 +28,8 @@ pub struct AdminState {
     pub health: BrokerHealth,
     /// Reads topics for `/admin/topics/{topic}/tail`.
     pub tail: Option<Arc<crate::kafka::Tail>>,
-    /// Bearer token for `/admin`; `None` leaves `/admin` closed.
-    pub token: Option<String>,
+    /// Bearer tokens for `/admin`, by name; none leaves `/admin` closed.
+    pub tokens: crate::auth::Tokens,
     /// Stage states.
     pub board: StatusBoard,
     /// Renders `/metrics`; absent when another recorder is installed.
@@ -38,6 +39,8 @@ pub struct AdminState {
     pub plugins: Option<Arc<crate::plugins::PluginService>>,
     /// The points `/admin/tap` may tap on this host.
     pub taps: crate::tap::Known,
+    /// Dead letters of this host's stages, behind `/admin/dlq`.
+    pub dlq: Option<Arc<crate::dlq::Dlq>>,
 }
 
 /// `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and `/admin`.
@@ -55,6 +58,12 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/plugins", get(plugins_list))
         .route("/admin/plugins/{name}", push)
         .route("/admin/plugins/{name}/rollback", rollback)
+        .route("/admin/dlq/{stage}", get(dlq::list))
+        .route("/admin/dlq/{stage}/{partition}/{offset}", get(dlq::show))
+        .route(
+            "/admin/dlq/{stage}/redrive",
+            axum::routing::post(dlq::redrive),
+        )
         .with_state(state)
 }
 
@@ -209,27 +218,36 @@ pub(crate) async fn metrics(State(state): State<AdminState>) -> Response {
     }
 }
 
-/// `None` when the request carries the admin token, else the answer to send.
+/// `None` when the request carries an admin token, else the answer to send.
 fn rejection(state: &AdminState, headers: &axum::http::HeaderMap) -> Option<Response> {
-    let presented = crate::auth::bearer(headers);
-    match (&state.token, presented) {
-        (None, _) => Some(error(
+    caller(state, headers).err()
+}
+
+/// The name of the admin token the request carries (`admin` for
+/// `[admin] token`), else the answer to send.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the HTTP response itself, returned at once by the handler"
+)]
+fn caller(state: &AdminState, headers: &axum::http::HeaderMap) -> Result<String, Response> {
+    if state.tokens.is_empty() {
+        return Err(error(
             StatusCode::NOT_FOUND,
             ErrorCode::AdminDisabled,
             "set [admin] token to enable /admin",
-        )),
-        (Some(token), Some(given)) if crate::auth::secret_matches(token, given) => None,
-        _ => Some(
-            (
-                StatusCode::UNAUTHORIZED,
-                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-                axum::Json(ErrorBody::new(
-                    ErrorCode::Unauthorized,
-                    "send `Authorization: Bearer TOKEN`",
-                )),
-            )
-                .into_response(),
-        ),
+        ));
+    }
+    match crate::auth::bearer(headers).and_then(|given| state.tokens.identify(given)) {
+        Some(name) => Ok(name.to_string()),
+        None => Err((
+            StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(ErrorBody::new(
+                ErrorCode::Unauthorized,
+                "send `Authorization: Bearer TOKEN`",
+            )),
+        )
+            .into_response()),
     }
 }
 
@@ -253,7 +271,7 @@ fn default_tail_limit() -> usize {
     params(("topic" = String, Path, description = "The topic."), TailQuery),
     responses(
         (status = 200, description = "Records, oldest first.", body = Vec<crate::kafka::TailRecord>),
-        (status = 400, description = "The query is malformed (`invalid_query`) or the topic could not be read (`tail_failed`).", body = ErrorBody),
+        (status = 400, description = "The query is malformed or `limit` is outside 1..1000 (`invalid_query`), or the topic could not be read (`tail_failed`).", body = ErrorBody),
         (status = 401, description = "Missing or wrong admin token.", body = ErrorBody),
         (status = 404, description = "`[admin] token` is not set, so /admin is closed (`admin_disabled`), the topic does not exist (`unknown_topic`), or this host reads no topics (`tail_unavailable`).", body = ErrorBody),
     ))]
@@ -283,7 +301,14 @@ pub(crate) async fn tail(
             "this host reads no topics",
         );
     };
-    let limit = query.limit.clamp(1, 1000);
+    if !(1..=1000).contains(&query.limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuery,
+            format!("limit is 1 to 1000, not {}", query.limit),
+        );
+    }
+    let limit = query.limit;
     match tokio::task::spawn_blocking(move || reader.last(&topic, limit)).await {
         Ok(Ok(records)) => axum::Json(records).into_response(),
         Ok(Err(e)) if e.is::<crate::kafka::UnknownTopic>() => error(

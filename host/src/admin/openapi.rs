@@ -30,6 +30,9 @@ const DESCRIPTION: &str = "Event ingestion (validated against Avro schemas, prod
         super::plugins_rollback,
         super::tail,
         super::tap::tap,
+        super::dlq::list,
+        super::dlq::show,
+        super::dlq::redrive,
         crate::schema::registry_api::schema_by_id,
         crate::schema::registry_api::raw_schema_by_id,
         crate::schema::registry_api::schema_types,
@@ -47,7 +50,7 @@ const DESCRIPTION: &str = "Event ingestion (validated against Avro schemas, prod
     tags(
         (name = "ingest", description = "Events in: JSON, Avro and OTLP logs, produced to Kafka."),
         (name = "operations", description = "Liveness, readiness, metrics and this document."),
-        (name = "admin", description = "The bearer-protected operator API: plugins, tails, taps."),
+        (name = "admin", description = "The bearer-protected operator API: plugins, tails, taps, dead letters."),
         (name = "schema registry", description = "The built-in registry (a Confluent-compatible subset)."),
     )
 )]

@@ -545,9 +545,92 @@ pub struct AdminConfig {
     /// when the host runs no ingest (with ingest they share its listener).
     #[serde(default)]
     pub listen: Option<Spanned<String>>,
-    /// Bearer token; `${VAR}` reads the environment. Unset disables `/admin`.
+    /// Bearer token; `${VAR}` reads the environment. Unset disables `/admin`
+    /// (unless `tokens` names some). Its name is `admin`.
     #[serde(default)]
     pub token: Option<String>,
+    /// Named bearer tokens (`[admin.tokens] alice = "${ALICE_TOKEN}"`), each
+    /// as good as `token`; the name is who a dead-letter redrive records.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, Spanned<String>>,
+}
+
+/// The name `[admin] token` goes by.
+pub const DEFAULT_TOKEN_NAME: &str = "admin";
+
+impl AdminConfig {
+    /// Every admin token as `(name, secret)`, `${VAR}` read from the
+    /// environment: `token` as `admin`, then `tokens` by name.
+    pub fn named_tokens(&self) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::with_capacity(self.tokens.len() + 1);
+        if let Some(token) = &self.token {
+            let secret = super::interpolate_env(token).map_err(|e| format!("admin.token: {e}"))?;
+            out.push((DEFAULT_TOKEN_NAME.to_string(), secret));
+        }
+        for (name, token) in &self.tokens {
+            let secret = super::interpolate_env(token.get_ref())
+                .map_err(|e| format!("admin.tokens.{name}: {e}"))?;
+            out.push((name.clone(), secret));
+        }
+        Ok(out)
+    }
+}
+
+/// `[admin]` checks: token names are plain words, secrets are non-empty
+/// and distinct (a secret names exactly one caller), and `token` and
+/// `tokens.admin` are not both set.
+fn check_admin(admin: &AdminConfig, source: &Source<'_>, problems: &mut Diagnostics) {
+    let mut secrets: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(token) = &admin.token {
+        match super::interpolate_env(token) {
+            Ok(secret) if secret.trim().is_empty() => {
+                problems.push(source.at(None, "admin.token", "must not be empty".into()))
+            }
+            Ok(secret) => {
+                secrets.insert(secret, DEFAULT_TOKEN_NAME.into());
+            }
+            // `sluice run` reports it when it reads the token.
+            Err(_) => {}
+        }
+    }
+    for (name, token) in &admin.tokens {
+        let key = format!("admin.tokens.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+        {
+            problems.push(source.spanned(
+                token,
+                &key,
+                "a token name is ASCII letters, digits, `-`, `_`, `.` or `@` (it is recorded in headers and logs)".into(),
+            ));
+        }
+        if name == DEFAULT_TOKEN_NAME && admin.token.is_some() {
+            problems.push(source.spanned(
+                token,
+                &key,
+                format!(
+                    "`{DEFAULT_TOKEN_NAME}` is the name of `[admin] token`; set one of the two"
+                ),
+            ));
+        }
+        match super::interpolate_env(token.get_ref()) {
+            Ok(secret) if secret.trim().is_empty() => {
+                problems.push(source.spanned(token, &key, "must not be empty".into()))
+            }
+            Ok(secret) => {
+                if let Some(other) = secrets.insert(secret, name.clone()) {
+                    problems.push(source.spanned(
+                        token,
+                        &key,
+                        format!("the same secret as `{other}`'s: each token must name one caller"),
+                    ));
+                }
+            }
+            Err(e) => problems.push(source.spanned(token, &key, e)),
+        }
+    }
 }
 
 /// `[log]`: the log filter.
@@ -587,6 +670,7 @@ pub(super) fn check(config: &Config, source: &Source<'_>, problems: &mut Diagnos
             ),
         ));
     }
+    check_admin(&config.admin, source, problems);
     if let Some(filter) = &config.log.filter
         && let Err(e) = tracing_subscriber::EnvFilter::try_new(filter.get_ref())
     {

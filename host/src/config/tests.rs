@@ -289,3 +289,39 @@ fn delivery_defaults_to_at_least_once_and_exactly_once_parses() {
         .to_string();
     assert!(rendered.contains("delivery"), "{rendered}");
 }
+
+#[test]
+fn admin_tokens_have_names_and_distinct_secrets() {
+    let text = format!(
+        "{GOOD}\n[admin]\ntoken = \"root-secret\"\n[admin.tokens]\nalice = \"alice-secret\"\n\"bob-2\" = \"bob-secret\"\n"
+    );
+    let loaded = parse(&text).expect("valid");
+    assert_eq!(
+        loaded.config.admin.named_tokens().unwrap(),
+        vec![
+            ("admin".to_string(), "root-secret".to_string()),
+            ("alice".to_string(), "alice-secret".to_string()),
+            ("bob-2".to_string(), "bob-secret".to_string()),
+        ]
+    );
+    let text = format!(
+        "{GOOD}\n[admin]\ntoken = \"same\"\ntokenz = 1\n[admin.tokens]\nadmin = \"x\"\nalice = \"same\"\n\"a b\" = \"y\"\ncarol = \"\"\n"
+    );
+    let problems = parse(&text).expect_err("bad tokens").to_string();
+    for (line, key, what) in [
+        (16, "admin.tokens.admin", "is the name of `[admin] token`"),
+        (17, "admin.tokens.alice", "the same secret as `admin`'s"),
+        (18, "admin.tokens.a b", "a token name is ASCII"),
+        (19, "admin.tokens.carol", "must not be empty"),
+        (14, "admin.tokenz", "unknown key"),
+    ] {
+        assert!(
+            problems
+                .lines()
+                .any(|l| l.starts_with(&format!("sluice.toml:{line}:"))
+                    && l.contains(&format!("key `{key}`: "))
+                    && l.contains(what)),
+            "{key} {what}:\n{problems}"
+        );
+    }
+}

@@ -126,6 +126,26 @@ pub struct PluginReport {
     pub hosts: Vec<HostRecord>,
 }
 
+/// What the store holds of one plugin ([`PluginService::stored`]).
+#[derive(Debug, Default)]
+pub struct StoredVersions {
+    /// The active version number.
+    pub active: Option<u32>,
+    /// Every version.
+    pub versions: Vec<StoredVersion>,
+}
+
+/// One version in [`StoredVersions`].
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    /// Its number.
+    pub version: u32,
+    /// Its sha256.
+    pub sha256: String,
+    /// The component, once all its chunks were read.
+    pub bytes: Option<Arc<Vec<u8>>>,
+}
+
 /// Why a push or rollback was refused.
 #[derive(Debug)]
 pub enum Refused {
@@ -484,6 +504,29 @@ impl PluginService {
             )));
         }
         Ok(())
+    }
+
+    /// The store's versions of `name` (number, sha256, the component when
+    /// complete) and which one is active, for callers that run a named
+    /// version themselves (dead-letter redrive `through`).
+    pub fn stored(&self, name: &str) -> StoredVersions {
+        let state = self.store.state();
+        StoredVersions {
+            active: state.active.get(name).map(|a| a.version),
+            versions: state
+                .versions
+                .get(name)
+                .map(|v| {
+                    v.values()
+                        .map(|s| StoredVersion {
+                            version: s.record.version,
+                            sha256: s.record.sha256.clone(),
+                            bytes: s.bytes.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
     }
 
     /// Every plugin in the store with its active version and hosts.

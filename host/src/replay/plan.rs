@@ -161,27 +161,46 @@ pub fn build(
             .into());
         }
     }
-    let limits = source
-        .and_then(|s| s.limits)
-        .unwrap_or(loaded.config.plugins.limits);
-    let mut links = Vec::with_capacity(names.len());
-    let mut versions = Vec::with_capacity(names.len());
-    for name in &names {
+    assemble(loaded, source, &names, REPLAY_STAGE, |name| {
         let source_of = overrides
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, s)| s.clone())
             .unwrap_or(Source::Dir);
-        let plugin = load(loaded, runtime, name, &source_of)?;
+        Ok((load(loaded, runtime, name, &source_of)?, None))
+    })
+}
+
+/// The chain of `names`, each component from `load` (with the version label
+/// its headers carry, else its short hash), configured and limited as
+/// `source` (the stage replayed or redriven) says, every plugin started once
+/// to check its config. `label` names the chain's calls in logs and metrics.
+/// Shared by replay and dead-letter redrive (`crate::dlq`).
+pub fn assemble(
+    loaded: &LoadedConfig,
+    source: Option<&StageConfig>,
+    names: &[String],
+    label: &str,
+    mut load: impl FnMut(&str) -> Result<(TransformPlugin, Option<String>), InputError>,
+) -> anyhow::Result<ChainPlan> {
+    let limits = source
+        .and_then(|s| s.limits)
+        .unwrap_or(loaded.config.plugins.limits);
+    let mut links = Vec::with_capacity(names.len());
+    let mut versions = Vec::with_capacity(names.len());
+    for name in names {
+        let (plugin, version_label) = load(name)?;
         let config = plugin_config(loaded, source, name);
         plugin
-            .instantiate(REPLAY_STAGE, &config, limits)
+            .instantiate(label, &config, limits)
             .map_err(|e| InputError::new(format!("plugin `{name}`: {e}")))?;
-        versions.push(format!("{name}@{}", plugin.version()));
-        links.push(Link::new(Arc::new(plugin), config, limits));
+        let version = version_label.unwrap_or_else(|| plugin.version().to_string());
+        versions.push(format!("{name}@{version}"));
+        let link = Link::new(Arc::new(plugin), config, limits).with_label(version);
+        links.push(link);
     }
     Ok(ChainPlan {
-        chain: Chain::new(REPLAY_STAGE, links, source.map_or(2, |s| s.retries)),
+        chain: Chain::new(label, links, source.map_or(2, |s| s.retries)),
         versions,
         batch_size: source.map_or(500, |s| s.batch_size).max(1),
         stage: source.map(|s| s.name.get_ref().clone()),
