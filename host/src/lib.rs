@@ -17,6 +17,7 @@ pub mod runtime;
 pub mod schema;
 pub mod sink;
 pub mod stage;
+pub mod stats;
 pub mod tail;
 pub mod tap;
 pub mod validate;

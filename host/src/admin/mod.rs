@@ -13,6 +13,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
+pub mod stats;
 mod tap;
 
 use crate::kafka::BrokerHealth;
