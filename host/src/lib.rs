@@ -20,6 +20,7 @@ pub mod stage;
 pub mod stats;
 pub mod tail;
 pub mod tap;
+pub mod top;
 pub mod validate;
 
 #[cfg(test)]

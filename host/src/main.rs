@@ -43,6 +43,10 @@ enum Command {
     /// a stage's chain or a stage's dead letters, as NDJSON, from a running
     /// host's admin API.
     Tap(sluice::tap::cli::TapArgs),
+    /// Watch running hosts live in the terminal: per route, stage and
+    /// plugin the rates in/out/dropped/failed, p99 latency, lag, dead
+    /// letters and plugin versions, from their admin API (`q` quits).
+    Top(sluice::top::TopArgs),
     /// Run everything the configuration enables: ingest, stages, metrics.
     Run {
         /// Configuration file.
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Quickstart(args) => sluice::quickstart::main(&args),
         Command::Tail(args) => sluice::tail::main(&args),
         Command::Tap(args) => sluice::tap::cli::main(&args),
+        Command::Top(args) => sluice::top::main(&args),
         Command::Validate { config } => match sluice::validate::validate_with_plugins(&config) {
             Ok((_, plugins)) => {
                 for line in plugins {
