@@ -201,7 +201,8 @@ garbage line
         assert_eq!(odd.label("a"), "x\"y\\z");
         assert_eq!(odd.label("b"), "line\nbreak");
         assert_eq!(odd.value, 1500.0);
-        assert_eq!(samples.all("h_bucket")[0].value, f64::INFINITY);
+        let bucket = &samples.all("h_bucket")[0];
+        assert_eq!((bucket.label("le"), bucket.value), ("+Inf", 7.0));
         assert!(samples.all("garbage").is_empty());
     }
 

@@ -109,7 +109,7 @@ fn a_snapshot_carries_the_metrics_counters_per_route_stage_and_plugin() {
     assert_eq!(stats.host.at_ms, 1_000);
     assert_eq!(stats.host.version, env!("CARGO_PKG_VERSION"));
 
-    let ingest = stats.ingest.expect("ingest");
+    let ingest = stats.ingest.as_ref().expect("ingest");
     assert_eq!(ingest.routes.len(), 2);
     assert_eq!(ingest.routes[0].topic, "auth.events");
     assert_eq!(ingest.routes[0].accepted, 0);

@@ -69,40 +69,55 @@ fn run(args: &TopArgs) -> anyhow::Result<()> {
         .context("cannot build the HTTP client")?;
     let mut hosts: Vec<Host> = args.admin.iter().map(Host::new).collect();
     let mut terminal = ratatui::init();
-    let result = (|| -> anyhow::Result<()> {
-        loop {
-            let fetched = runtime.block_on(futures::future::join_all(
-                hosts
-                    .iter()
-                    .map(|h| fetch(&client, &h.url, args.token.as_deref())),
-            ));
-            for (host, result) in hosts.iter_mut().zip(fetched) {
-                host.update(result);
-            }
-            terminal.draw(|frame| render::draw(frame, &hosts, interval))?;
-            let next = Instant::now() + interval;
-            while let Some(left) = next.checked_duration_since(Instant::now()) {
-                if !event::poll(left)? {
-                    break;
-                }
-                match event::read()? {
-                    Event::Key(key) if key.kind != KeyEventKind::Release => {
-                        let ctrl_c = key.modifiers.contains(KeyModifiers::CONTROL)
-                            && key.code == KeyCode::Char('c');
-                        if ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) {
-                            return Ok(());
-                        }
-                    }
-                    Event::Resize(..) => {
-                        terminal.draw(|frame| render::draw(frame, &hosts, interval))?;
-                    }
-                    _ => {}
-                }
-            }
-        }
-    })();
+    let result = watch(
+        &mut terminal,
+        &runtime,
+        &client,
+        &mut hosts,
+        args.token.as_deref(),
+        interval,
+    );
     ratatui::restore();
     result
+}
+
+/// Fetch, draw, wait for the next tick or a key; until `q`, Esc or Ctrl-C.
+fn watch(
+    terminal: &mut ratatui::DefaultTerminal,
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    hosts: &mut [Host],
+    token: Option<&str>,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    loop {
+        let fetched = runtime.block_on(futures::future::join_all(
+            hosts.iter().map(|h| fetch(client, &h.url, token)),
+        ));
+        for (host, result) in hosts.iter_mut().zip(fetched) {
+            host.update(result);
+        }
+        terminal.draw(|frame| render::draw(frame, hosts, interval))?;
+        let next = Instant::now() + interval;
+        while let Some(left) = next.checked_duration_since(Instant::now()) {
+            if !event::poll(left)? {
+                break;
+            }
+            match event::read()? {
+                Event::Key(key) if key.kind != KeyEventKind::Release => {
+                    let ctrl_c = key.modifiers.contains(KeyModifiers::CONTROL)
+                        && key.code == KeyCode::Char('c');
+                    if ctrl_c || matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) {
+                        return Ok(());
+                    }
+                }
+                Event::Resize(..) => {
+                    terminal.draw(|frame| render::draw(frame, hosts, interval))?;
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// One host's `/admin/stats`, or a one-line reason it has none.

@@ -181,7 +181,7 @@ fn fitting(room: usize) -> Vec<&'static Column> {
     let mut left = room;
     let mut chosen: Vec<u8> = Vec::new();
     for column in by_rank {
-        if column.width + 1 <= left {
+        if column.width < left {
             left -= column.width + 1;
             chosen.push(column.rank);
         }
