@@ -250,7 +250,7 @@ fn fit(text: &str, width: usize) -> String {
 fn rate(value: Option<f64>) -> String {
     match value {
         None => "-".into(),
-        Some(v) if v == 0.0 => "0".into(),
+        Some(0.0) => "0".into(),
         Some(v) if v < 10.0 => format!("{v:.2}"),
         Some(v) if v < 1_000.0 => format!("{v:.1}"),
         Some(v) if v < 100_000.0 => format!("{v:.0}"),
