@@ -66,6 +66,15 @@ fi
 psql -h 127.0.0.1 -U postgres -d test -qc 'SELECT 1' >/dev/null
 echo "PostgreSQL $pg_version: 127.0.0.1:5432, database test"
 
+step "tmux"
+# tests/tests/top.rs drives the real `sluice top` in a terminal: tmux runs
+# it (send-keys, capture-pane). Debian's, installed when missing.
+if ! command -v tmux >/dev/null; then
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq tmux
+fi
+tmux -V
+
 step "Python packages"
 # confluent-kafka (Schema Registry client, Avro serde) and the OpenTelemetry
 # SDK's OTLP/HTTP exporter for tests/tests/protocols.rs, from PyPI into a

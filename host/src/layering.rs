@@ -16,6 +16,8 @@ const ABOVE: &[&str] = &[
     "tail",
     "validate",
     "pipeline_test",
+    "stats",
+    "top",
 ];
 
 /// The data path and what sits below it.

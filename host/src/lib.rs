@@ -19,8 +19,10 @@ pub mod runtime;
 pub mod schema;
 pub mod sink;
 pub mod stage;
+pub mod stats;
 pub mod tail;
 pub mod tap;
+pub mod top;
 pub mod validate;
 
 #[cfg(test)]

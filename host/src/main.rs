@@ -47,6 +47,10 @@ enum Command {
     /// and redrive selected ones to the stage's input, through a running
     /// host's admin API.
     Dlq(sluice::dlq::cli::DlqArgs),
+    /// Watch running hosts live in the terminal: per route, stage and
+    /// plugin the rates in/out/dropped/failed, p99 latency, lag, dead
+    /// letters and plugin versions, from their admin API (`q` quits).
+    Top(sluice::top::TopArgs),
     /// Run everything the configuration enables: ingest, stages, metrics.
     Run {
         /// Configuration file.
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Dlq(args) => sluice::dlq::cli::main(&args),
+        Command::Top(args) => sluice::top::main(&args),
         Command::Validate { config } => match sluice::validate::validate_with_plugins(&config) {
             Ok((_, plugins)) => {
                 for line in plugins {

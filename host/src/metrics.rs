@@ -289,8 +289,24 @@ pub fn sink_unavailable(stage: &str) {
     metrics::counter!("sluice_sink_unavailable_total", "stage" => stage.to_string()).increment(1);
 }
 
-/// Mark a plugin version as the one a stage runs (`1`, labelled by version).
+/// Mark a plugin version as the one a stage runs (`1`, labelled by version);
+/// the version it replaces in that stage goes to 0, so exactly one version
+/// per stage and plugin reads 1.
 pub fn plugin_active(stage: &str, plugin: &str, version: &str) {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    static RUNNING: Mutex<BTreeMap<(String, String), String>> = Mutex::new(BTreeMap::new());
+    let mut running = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    let before = running.insert((stage.to_string(), plugin.to_string()), version.to_string());
+    if let Some(before) = before.filter(|b| b != version) {
+        metrics::gauge!(
+            "sluice_plugin_active",
+            "stage" => stage.to_string(),
+            "plugin" => plugin.to_string(),
+            "version" => before
+        )
+        .set(0.0);
+    }
     metrics::gauge!(
         "sluice_plugin_active",
         "stage" => stage.to_string(),

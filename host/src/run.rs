@@ -69,6 +69,8 @@ struct Host {
 /// listener.
 async fn start(loaded: LoadedConfig) -> anyhow::Result<Host> {
     let config = &loaded.config;
+    // Identity and uptime for `/admin/stats`, from the start of the start.
+    let info = Arc::new(crate::stats::HostInfo::from_config(config));
     let metrics = match crate::metrics::install() {
         Ok(handle) => Some(handle),
         Err(e) => {
@@ -171,7 +173,7 @@ async fn start(loaded: LoadedConfig) -> anyhow::Result<Host> {
             .context("[admin]")?,
     );
     let dlq = crate::dlq::Dlq::new(&loaded, &kafka, schemas.clone(), plugins.clone())?;
-    let admin_router = admin::router(AdminState {
+    let admin_state = AdminState {
         health,
         tail: Some(Arc::new(crate::kafka::Tail::new(&kafka, schemas.clone())?)),
         tokens,
@@ -180,7 +182,12 @@ async fn start(loaded: LoadedConfig) -> anyhow::Result<Host> {
         plugins: plugins.clone(),
         taps: crate::tap::Known::from_config(config),
         dlq: Some(Arc::new(dlq)),
-    });
+    };
+    let admin_router =
+        admin::router(admin_state.clone()).merge(admin::stats::router(admin::stats::StatsState {
+            admin: admin_state,
+            info,
+        }));
     let admin_router = if config.schema_registry.is_none() {
         admin_router.merge(crate::schema::registry_api::router(registry.clone()))
     } else {

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 mod dlq;
 pub mod openapi;
+pub mod stats;
 mod tap;
 
 use crate::api::{ErrorBody, ErrorCode, error};

@@ -33,6 +33,8 @@ const DESCRIPTION: &str = "Event ingestion (validated against Avro schemas, prod
         super::dlq::list,
         super::dlq::show,
         super::dlq::redrive,
+        super::stats::stats,
+        super::stats::topology,
         crate::schema::registry_api::schema_by_id,
         crate::schema::registry_api::raw_schema_by_id,
         crate::schema::registry_api::schema_types,
