@@ -143,6 +143,27 @@ pub fn pipeline_config(bootstrap: &str, port: u16, batch_size: usize) -> String 
     pipeline_config_named(bootstrap, port, batch_size, &Names::default())
 }
 
+/// [`pipeline_config_named`] (stage `clean`, batch 200) with HTTP ingest on
+/// `port` (route `*` → the stage's input) and the admin token `token`.
+pub fn ingest_pipeline_config(bootstrap: &str, port: u16, names: &Names, token: &str) -> String {
+    pipeline_config_named(bootstrap, port, 200, names).replace(
+        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
+        &format!(
+            r#"[ingest]
+listen = "127.0.0.1:{port}"
+
+[[ingest.route]]
+topic = "{input}"
+schema = "{{schemas}}/telemetry_event.avsc"
+
+[admin]
+token = "{token}"
+"#,
+            input = names.input
+        ),
+    )
+}
+
 /// [`pipeline_config`] on the topics and group of `names`.
 pub fn pipeline_config_named(
     bootstrap: &str,

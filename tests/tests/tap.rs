@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
-use sluice_tests::pipeline::{Names, event, pipeline_config_named, redacted};
+use sluice_tests::pipeline::{Names, event, ingest_pipeline_config, redacted};
 use sluice_tests::{
     Broker, Sluice, TempDir, free_port, plugins_built, produce_events, read_all, read_topic,
     sluice_bin, topic_size, wait_caught_up,
@@ -20,25 +20,10 @@ use sluice_tests::{
 
 const TOKEN: &str = "tap-token";
 
-/// Stage `clean` (filter → redact → enrich) on `names`, with HTTP ingest
-/// (route `*` → the stage's input) and the admin token on `port`.
+/// Stage `clean` on `names`, HTTP ingest (route `*` → its input) and the
+/// admin token, on `port`.
 fn config(bootstrap: &str, port: u16, names: &Names) -> String {
-    pipeline_config_named(bootstrap, port, 200, names).replace(
-        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
-        &format!(
-            r#"[ingest]
-listen = "127.0.0.1:{port}"
-
-[[ingest.route]]
-topic = "{input}"
-schema = "{{schemas}}/telemetry_event.avsc"
-
-[admin]
-token = "{TOKEN}"
-"#,
-            input = names.input
-        ),
-    )
+    ingest_pipeline_config(bootstrap, port, names, TOKEN)
 }
 
 /// A running `sluice tap`, its stdout in a file.

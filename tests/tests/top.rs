@@ -14,30 +14,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
-use sluice_tests::pipeline::{Names, event, pipeline_config_named};
+use sluice_tests::pipeline::{Names, event, ingest_pipeline_config};
 use sluice_tests::{Broker, Sluice, free_port, plugins_built, sluice_bin, wait_caught_up};
 
 const TOKEN: &str = "top-token";
 
-/// Stage `clean` on `names`, HTTP ingest (route `*` → its input), the admin
-/// token, on `port`.
+/// Stage `clean` on `names`, HTTP ingest (route `*` → its input) and the
+/// admin token, on `port`.
 fn config(bootstrap: &str, port: u16, names: &Names) -> String {
-    pipeline_config_named(bootstrap, port, 200, names).replace(
-        &format!("[admin]\nlisten = \"127.0.0.1:{port}\"\n"),
-        &format!(
-            r#"[ingest]
-listen = "127.0.0.1:{port}"
-
-[[ingest.route]]
-topic = "{input}"
-schema = "{{schemas}}/telemetry_event.avsc"
-
-[admin]
-token = "{TOKEN}"
-"#,
-            input = names.input
-        ),
-    )
+    ingest_pipeline_config(bootstrap, port, names, TOKEN)
 }
 
 /// `/metrics` parsed: (name, labels) → value.
