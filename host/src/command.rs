@@ -5,6 +5,8 @@ use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
+
 /// Run `work` to completion and print the text it returns on stdout
 /// (a closed pipe, as with `| head`, is not an error); an error goes to
 /// stderr with its context, and the exit code is 1.
@@ -37,4 +39,28 @@ pub fn run_outcome(work: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Send an admin API `request` to the host at `base` and read its JSON
+/// answer; a refusal is an error naming the host, the status and the
+/// answer's `message`.
+pub async fn admin_json(
+    base: &str,
+    request: reqwest::RequestBuilder,
+) -> anyhow::Result<serde_json::Value> {
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{base} answered {status}: {}", text.trim()))?;
+    if !status.is_success() {
+        bail!(
+            "{base} answered {status}: {}",
+            body["message"].as_str().unwrap_or(&body.to_string())
+        );
+    }
+    Ok(body)
 }

@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use clap::Args;
 
 /// `sluice tail` options.
@@ -43,20 +42,7 @@ async fn run(args: &TailArgs) -> anyhow::Result<String> {
     if let Some(token) = &args.token {
         request = request.bearer_auth(token);
     }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {base}"))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    let body: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{base} answered {status}: {}", text.trim()))?;
-    if !status.is_success() {
-        bail!(
-            "{status}: {}",
-            body["message"].as_str().unwrap_or(&body.to_string())
-        );
-    }
+    let body = crate::command::admin_json(base, request).await?;
     if args.json {
         return Ok(serde_json::to_string_pretty(&body)?);
     }

@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, Subcommand};
 
 use super::api::{ListAnswer, RecordRef, RedriveRequest};
@@ -190,20 +189,7 @@ async fn run(args: &DlqArgs) -> anyhow::Result<String> {
         Some(token) => request.bearer_auth(token),
         None => request,
     };
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {base}"))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    let body: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{base} answered {status}: {}", text.trim()))?;
-    if !status.is_success() {
-        bail!(
-            "{base} answered {status}: {}",
-            body["message"].as_str().unwrap_or(&body.to_string())
-        );
-    }
+    let body = crate::command::admin_json(base, request).await?;
     match &args.command {
         DlqCommand::List { json: false, .. } => Ok(table(&serde_json::from_value(body)?)),
         _ => Ok(serde_json::to_string_pretty(&body)?),

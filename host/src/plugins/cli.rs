@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 
 /// `sluice plugin`: deploy, list and roll back plugin versions on running
@@ -112,21 +112,7 @@ async fn run(args: &PluginArgs) -> anyhow::Result<String> {
                 .json(&serde_json::json!({ "to": to }))
         }
     };
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {base}"))?;
-    let status = response.status();
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .with_context(|| format!("{base} answered {status} without JSON"))?;
-    if !status.is_success() {
-        bail!(
-            "{status}: {}",
-            body["message"].as_str().unwrap_or(&body.to_string())
-        );
-    }
+    let body = crate::command::admin_json(base, request).await?;
     Ok(match &args.command {
         PluginCommand::List { json: false } => table(&body),
         PluginCommand::Push { .. } | PluginCommand::Rollback { .. } => format!(
