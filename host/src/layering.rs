@@ -10,6 +10,7 @@ use std::path::Path;
 const ABOVE: &[&str] = &[
     "admin",
     "dlq",
+    "preview",
     "run",
     "replay",
     "quickstart",

@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline_test;
 pub mod plugins;
+pub mod preview;
 pub mod quickstart;
 pub mod replay;
 pub mod run;

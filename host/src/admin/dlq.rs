@@ -1,6 +1,8 @@
 //! `/admin/dlq`: a stage's dead letters listed and counted by reason, one
 //! shown with its headers and decoded value, and selected ones redriven to
-//! the stage's input (the logic is in [`crate::dlq`]). Every answer that
+//! the stage's input (the logic is in [`crate::dlq`]); and the preview of a
+//! plugin version on the stage's recent input ([`crate::preview`]), which
+//! reads with the same service. Every answer that
 //! is not a success is `{"error", "message"}`.
 
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use super::AdminState;
 use crate::api::{ErrorBody, ErrorCode, error};
 use crate::dlq::api::{ListAnswer, ListQuery, RedriveAnswer, RedriveRequest, ShowAnswer};
 use crate::dlq::{Dlq, DlqError};
+use crate::preview::{PreviewAnswer, PreviewRequest};
 
 fn refused(e: DlqError) -> Response {
     match e {
@@ -167,4 +170,41 @@ pub(crate) async fn redrive(
         }
     };
     blocking(move || dlq.redrive(&stage, &request, &by)).await
+}
+
+/// What a plugin version would change: the stage's input since `since` run through its chain as it runs now and with the candidate version, and the events whose outcome differs (nothing is produced or committed)
+#[utoipa::path(post, path = "/admin/preview/{stage}", tag = "admin", operation_id = "previewPluginVersion",
+    security(("bearer" = [])),
+    params(("stage" = String, Path, description = "A stage of this host.")),
+    request_body(content = PreviewRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Both chains ran over the window.", body = PreviewAnswer),
+        (status = 400, description = "The body is not JSON of this shape, names a plugin outside the stage's chain or a version that is not there, or a bound is out of range.", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token.", body = ErrorBody),
+        (status = 404, description = "No such stage on this host (`unknown_stage`), or `[admin] token` is not set.", body = ErrorBody),
+        (status = 503, description = "The stage's input could not be read (`dlq_unavailable`).", body = ErrorBody),
+    ))]
+pub(crate) async fn preview(
+    State(state): State<AdminState>,
+    Path(stage): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (_, dlq) = match authorized(&state, &headers) {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let request: PreviewRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidRequest,
+                format!(
+                    "expected {{\"plugin\": NAME, \"version\": \"vN\", \"since\": \"1h\"}}: {e}"
+                ),
+            );
+        }
+    };
+    blocking(move || crate::preview::preview(&dlq, &stage, &request)).await
 }

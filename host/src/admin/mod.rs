@@ -1,5 +1,6 @@
 //! Operator endpoints: liveness, readiness, Prometheus metrics, and the
-//! bearer-protected `/admin` API (the plugin store, topic tails).
+//! bearer-protected `/admin` API (the plugin store, topic tails, taps, dead
+//! letters, stats), and the web console at `/console` that reads it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
+mod console;
 mod dlq;
 pub mod openapi;
 pub mod stats;
@@ -65,6 +67,9 @@ pub fn router(state: AdminState) -> Router {
             "/admin/dlq/{stage}/redrive",
             axum::routing::post(dlq::redrive),
         )
+        .route("/admin/preview/{stage}", axum::routing::post(dlq::preview))
+        .route("/console", get(console::page))
+        .route("/console/{asset}", get(console::asset))
         .with_state(state)
 }
 
@@ -349,6 +354,22 @@ fn authorized_store(
     state.plugins.clone().ok_or_else(store_disabled)
 }
 
+/// Who deploys (`token@host`: the admin token's name on this host) and the
+/// plugin store, or the refusal.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the HTTP response itself, returned at once by the handler"
+)]
+fn deployer(
+    state: &AdminState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(String, Arc<crate::plugins::PluginService>), Response> {
+    let token = caller(state, headers)?;
+    let service = state.plugins.clone().ok_or_else(store_disabled)?;
+    let by = format!("{token}@{}", service.host());
+    Ok((by, service))
+}
+
 fn store_disabled() -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -408,11 +429,10 @@ pub(crate) async fn plugins_push(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let service = match authorized_store(&state, &headers) {
-        Ok(service) => service,
+    let (by, service) = match deployer(&state, &headers) {
+        Ok(ok) => ok,
         Err(response) => return response,
     };
-    let by = service.host().to_string();
     match tokio::task::spawn_blocking(move || service.push(&name, &body, &by)).await {
         Ok(Ok(published)) => {
             let status = if published.changed {
@@ -462,8 +482,8 @@ pub(crate) async fn plugins_rollback(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let service = match authorized_store(&state, &headers) {
-        Ok(service) => service,
+    let (by, service) = match deployer(&state, &headers) {
+        Ok(ok) => ok,
         Err(response) => return response,
     };
     let request: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
@@ -480,7 +500,6 @@ pub(crate) async fn plugins_rollback(
             }
         }
     };
-    let by = service.host().to_string();
     match tokio::task::spawn_blocking(move || service.rollback(&name, request.to, &by)).await {
         Ok(Ok(published)) => axum::Json(published).into_response(),
         Ok(Err(e)) => refused(e),

@@ -33,7 +33,10 @@ const DESCRIPTION: &str = "Event ingestion (validated against Avro schemas, prod
         super::dlq::list,
         super::dlq::show,
         super::dlq::redrive,
+        super::dlq::preview,
         super::stats::stats,
+        super::console::page,
+        super::console::asset,
         super::stats::topology,
         crate::schema::registry_api::schema_by_id,
         crate::schema::registry_api::raw_schema_by_id,
@@ -53,6 +56,7 @@ const DESCRIPTION: &str = "Event ingestion (validated against Avro schemas, prod
         (name = "ingest", description = "Events in: JSON, Avro and OTLP logs, produced to Kafka."),
         (name = "operations", description = "Liveness, readiness, metrics and this document."),
         (name = "admin", description = "The bearer-protected operator API: plugins, tails, taps, dead letters."),
+        (name = "console", description = "The web console's page and files (embedded; the page reads `/admin` with the admin token)."),
         (name = "schema registry", description = "The built-in registry (a Confluent-compatible subset)."),
     )
 )]

@@ -22,6 +22,7 @@
 pub mod api;
 pub mod cli;
 mod redrive;
+pub(crate) use redrive::Through;
 pub mod select;
 
 use std::collections::HashMap;
@@ -114,7 +115,8 @@ impl Dlq {
         })
     }
 
-    fn stage(&self, name: &str) -> Result<&StageConfig, DlqError> {
+    /// The configuration of this host's stage `name`.
+    pub(crate) fn stage(&self, name: &str) -> Result<&StageConfig, DlqError> {
         let stages = &self.loaded.config.stages;
         stages
             .iter()
@@ -132,7 +134,8 @@ impl Dlq {
             })
     }
 
-    fn reader(&self) -> Result<std::sync::MutexGuard<'_, BaseConsumer>, DlqError> {
+    /// The group-less reader, one request at a time.
+    pub(crate) fn reader(&self) -> Result<std::sync::MutexGuard<'_, BaseConsumer>, DlqError> {
         self.reader
             .lock()
             .map_err(|_| DlqError::Unavailable("the dead-letter reader is poisoned".into()))
@@ -265,7 +268,7 @@ fn entry_of(message: &BorrowedMessage<'_>) -> api::Entry {
 /// watermark when the read started), handing each record to `visit`, which
 /// returns false to stop. A topic that does not exist reads as empty.
 /// Returns how many records were read.
-fn scan(
+pub(crate) fn scan(
     consumer: &BaseConsumer,
     topic: &str,
     window: impl Fn(i32) -> Option<(i64, Option<i64>)>,

@@ -24,10 +24,13 @@ const CHUNK: usize = 500;
 /// Label of `through` plugin calls in logs and metrics.
 const REDRIVE_LABEL: &str = "redrive";
 
-/// The `through` chain and the schemas its output is encoded with.
-struct Through {
-    plan: ChainPlan,
-    schemas: SchemaSet,
+/// A chain of named plugin versions (`through`) and the schemas its
+/// stage's records are decoded and its output encoded with.
+pub(crate) struct Through {
+    /// The loaded chain.
+    pub plan: ChainPlan,
+    /// The stage's schema set (its reader schema, if any).
+    pub schemas: SchemaSet,
 }
 
 /// One chunk of selected dead letters.
@@ -61,7 +64,7 @@ impl Dlq {
                 "stage `{stage}` reads its own dead-letter topic `{topic}`: a redrive would loop"
             )));
         }
-        let mut through = self.through(config, &request.through)?;
+        let mut through = self.through(config, &request.through, REDRIVE_LABEL)?;
         let id = format!(
             "{}-{:08x}",
             crate::plugins::store::now_ms(),
@@ -159,8 +162,16 @@ impl Dlq {
         })
     }
 
-    /// The `through` chain, with the stage's plugin configs and limits.
-    fn through(&self, stage: &StageConfig, specs: &[String]) -> Result<Option<Through>, DlqError> {
+    /// The `through` chain (`name`, `name@vN`, `name@<hash>` each), with
+    /// the stage's plugin configs and limits, its calls labelled `label`;
+    /// `None` for no names. Shared
+    /// with [`crate::preview`].
+    pub(crate) fn through(
+        &self,
+        stage: &StageConfig,
+        specs: &[String],
+        label: &str,
+    ) -> Result<Option<Through>, DlqError> {
         if specs.is_empty() {
             return Ok(None);
         }
@@ -173,7 +184,7 @@ impl Dlq {
         }
         let runtime = crate::runtime::for_config(&self.loaded)?;
         let mut next = versions.into_iter();
-        let plan = assemble(&self.loaded, Some(stage), &names, REDRIVE_LABEL, |name| {
+        let plan = assemble(&self.loaded, Some(stage), &names, label, |name| {
             let version = next.next().unwrap_or(Version::Current);
             self.load(&runtime, name, &version)
         })

@@ -116,7 +116,8 @@ pub struct PluginReport {
     pub contract: Option<String>,
     /// When it was made active, epoch ms.
     pub deployed_at_ms: Option<i64>,
-    /// The host that made it active.
+    /// Who made it active: the admin token's name and the host it went
+    /// through (`ops@host-1`).
     pub deployed_by: Option<String>,
     /// `publish` or `rollback`.
     pub action: Option<String>,

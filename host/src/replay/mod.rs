@@ -31,6 +31,7 @@ pub mod window;
 
 pub use args::{Format, InputError, Isolation, ReplayArgs, exit_code};
 pub use output::Origin;
+pub use pipeline::fates;
 pub use summary::{PartitionRange, Summary};
 pub use window::{Bound, parse_bound};
 

@@ -291,7 +291,7 @@ pub(super) fn run_chain(
 
 /// What the chain made of each input event, as JSON for `--diff`:
 /// `{"kept": [values]}`, `"dropped"`, or `{"failed": {"plugin", "error"}}`.
-pub(super) fn fates(output: &crate::runtime::ChainOutput, inputs: usize) -> Vec<serde_json::Value> {
+pub fn fates(output: &crate::runtime::ChainOutput, inputs: usize) -> Vec<serde_json::Value> {
     let mut kept: Vec<Vec<serde_json::Value>> = vec![Vec::new(); inputs];
     let mut out = vec![serde_json::Value::from("dropped"); inputs];
     for item in &output.items {

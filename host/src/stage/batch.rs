@@ -93,6 +93,11 @@ impl Batch {
         self.records.len()
     }
 
+    /// Where each record was read, `(partition, offset)`, in batch order.
+    pub fn positions(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+        self.records.iter().map(|r| (r.partition, r.offset))
+    }
+
     /// True when nothing was read.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
