@@ -75,6 +75,12 @@ if ! command -v tmux >/dev/null; then
 fi
 tmux -V
 
+step "browser: Chromium and Playwright"
+# The web console's browser tests (tests/src/browser.rs): Debian's headless
+# Chromium and Playwright's test runner from npm, cached under
+# ~/.cache/sluice/browser, no browser download.
+bash scripts/install-browser.sh
+
 step "Python packages"
 # confluent-kafka (Schema Registry client, Avro serde) and the OpenTelemetry
 # SDK's OTLP/HTTP exporter for tests/tests/protocols.rs, from PyPI into a

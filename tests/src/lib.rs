@@ -8,6 +8,7 @@
 
 pub mod apicurio;
 pub mod broker;
+pub mod browser;
 pub mod delivery;
 pub mod kstreams;
 pub mod pipeline;
