@@ -459,12 +459,33 @@ const fate = (value) => {
   return JSON.stringify(value);
 };
 
+/** `{"a": {"b": 1}}` as `{"a.b": 1}`. */
+function flatten(value, prefix = "", out = {}) {
+  if (value && typeof value === "object" && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+  } else {
+    out[prefix] = value;
+  }
+  return out;
+}
+
+/** Both kept one value: the fields that differ, each side's; else whole fates. */
+function difference(current, candidate) {
+  const one = (f) => f && f.kept && f.kept.length === 1 && f.kept[0];
+  const a = one(current), b = one(candidate);
+  if (!a || !b) return [fate(current), fate(candidate)];
+  const fa = flatten(a), fb = flatten(b);
+  const fields = [...new Set([...Object.keys(fa), ...Object.keys(fb)])].filter((k) => JSON.stringify(fa[k]) !== JSON.stringify(fb[k]));
+  const side = (f) => fields.map((k) => `${k}: ${k in f ? JSON.stringify(f[k]) : "(absent)"}`).join("\n");
+  return [side(fa), side(fb)];
+}
+
 $("#preview-stage").addEventListener("change", fillPreviewPlugins);
 $("#preview-plugin").addEventListener("change", () => { $("#preview-version").value = ""; fillPreviewVersions(); });
 $("#preview-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const stage = $("#preview-stage").value;
-  const request = { plugin: $("#preview-plugin").value, version: $("#preview-version").value.trim(), since: $("#preview-since").value.trim() || "1h" };
+  const request = { plugin: $("#preview-plugin").value, version: $("#preview-version").value.trim(), since: $("#preview-since").value.trim() || "1h", limit: 20 };
   $("#preview-summary").textContent = "comparing…";
   try {
     const answer = await postJson(`/admin/preview/${encodeURIComponent(stage)}`, request);
@@ -476,7 +497,7 @@ $("#preview-form").addEventListener("submit", async (event) => {
     setRows($("#preview-rows tbody"), answer.differences.map((d) =>
       el("tr", { class: "difference", "data-partition": d.partition, "data-offset": d.offset },
         el("td", {}, `${d.partition}/${d.offset}`), el("td", {}, d.key || ""),
-        el("td", {}, el("pre", {}, fate(d.current))), el("td", {}, el("pre", {}, fate(d.candidate))))));
+        ...difference(d.current, d.candidate).map((text) => el("td", {}, el("pre", {}, text))))));
   } catch (e) {
     $("#preview-summary").textContent = `preview refused: ${e.message}`;
   }
