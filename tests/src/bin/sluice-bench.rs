@@ -470,20 +470,45 @@ async fn stage(scale: f64) -> anyhow::Result<()> {
 async fn tap(scale: f64) -> anyhow::Result<()> {
     sluice_tests::plugins_built(&["filter", "redact", "enrich"])?;
     let broker = BenchBroker::start()?;
-    for (topic, partitions) in [("in", 3), ("out.plain", 3), ("out.tapped", 3), ("dlq", 1)] {
-        broker.create_topic(topic, partitions)?;
+    // Rounds of one run with and one without the tap, the order alternating
+    // (the broker's JIT warms up and the machine's noise drifts during the
+    // benchmark); the ratio is of the medians.
+    let rounds: usize = std::env::var("SLUICE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    broker.create_topic("in", 3)?;
+    broker.create_topic("dlq", 1)?;
+    for round in 0..rounds {
+        broker.create_topic(&format!("out.plain.{round}"), 3)?;
+        broker.create_topic(&format!("out.tapped.{round}"), 3)?;
     }
     let count = scaled(100_000, scale);
     let events: Vec<Value> = (0..count)
         .map(sluice_tests::kstreams::chain_event)
         .collect();
     sluice_tests::produce_events(&broker.bootstrap(), "in", &events).await?;
-    println!("events: {count}, broker: {}, 3 partitions", broker.name());
-    let plain = run_stage(&broker, "at-least-once", "out.plain", count, false).await?;
-    println!("sluice    stage, no tap:                        {plain:>10.0} events/s");
-    let tapped = run_stage(&broker, "at-least-once", "out.tapped", count, true).await?;
     println!(
-        "sluice    stage, tap on redact at sample 1:     {tapped:>10.0} events/s  ratio {:.2}x no tap",
+        "events: {count}, broker: {}, 3 partitions, {rounds} rounds (tap and no tap, order alternating)",
+        broker.name()
+    );
+    let (mut plain, mut tapped) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for with_tap in [round % 2 == 1, round % 2 == 0] {
+            let output = format!("out.{}.{round}", if with_tap { "tapped" } else { "plain" });
+            let rate = run_stage(&broker, "at-least-once", &output, count, with_tap).await?;
+            println!(
+                "          round {round}: {:<7} {rate:>10.0} events/s",
+                if with_tap { "tap" } else { "no tap" }
+            );
+            if with_tap { &mut tapped } else { &mut plain }.push(rate);
+        }
+    }
+    let (plain, tapped) = (median(&mut plain), median(&mut tapped));
+    println!("sluice    stage, no tap (median):               {plain:>10.0} events/s");
+    println!(
+        "sluice    stage, tap on redact at sample 1 (median): {tapped:>6.0} events/s  ratio {:.2}x no tap",
         tapped / plain
     );
     Ok(())
