@@ -86,7 +86,10 @@ pub(crate) async fn page() -> Response {
 #[utoipa::path(get, path = "/console/{asset}", tag = "console", operation_id = "consoleAsset",
     params(("asset" = String, Path, description = "A file of the console, e.g. `console.js`.")),
     responses(
-        (status = 200, description = "The file.", content_type = "text/javascript", body = String),
+        (status = 200, description = "The file: a script or a style sheet.", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
         (status = 404, description = "The console has no such file (`not_found`).", body = ErrorBody),
     ))]
 pub(crate) async fn asset(Path(name): Path<String>) -> Response {
