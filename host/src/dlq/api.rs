@@ -19,7 +19,8 @@ fn integer<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<T, D::Err
     T::try_from(v).map_err(|_| D::Error::custom(format!("{v} is out of range")))
 }
 
-fn optional_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+/// An optional [`integer`]; also used by [`crate::preview`]'s body.
+pub(crate) fn optional_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     #[derive(Deserialize)]
     struct Wrapped(#[serde(deserialize_with = "integer")] i64);
     Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))

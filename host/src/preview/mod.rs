@@ -54,13 +54,13 @@ pub struct PreviewRequest {
     #[schema(example = "1h")]
     pub since: Option<String>,
     /// Differences to list (1..=1000, default 50); all are counted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dlq::api::optional_integer")]
     #[schema(minimum = 1, maximum = 1000)]
-    pub limit: Option<usize>,
+    pub limit: Option<i64>,
     /// Records to read at most (1..=1000000, default 100000).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::dlq::api::optional_integer")]
     #[schema(minimum = 1, maximum = 1000000)]
-    pub max_events: Option<u64>,
+    pub max_events: Option<i64>,
 }
 
 /// What each chain made of the window's events.
@@ -141,18 +141,19 @@ impl Bounds {
                 )));
             }
         };
-        let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
+        let limit = request.limit.unwrap_or(DEFAULT_LIMIT as i64);
+        if !(1..=MAX_LIMIT as i64).contains(&limit) {
             return Err(DlqError::BadRequest(format!(
                 "limit {limit} is outside 1..={MAX_LIMIT}"
             )));
         }
-        let max_events = request.max_events.unwrap_or(DEFAULT_MAX_EVENTS);
-        if !(1..=MAX_MAX_EVENTS).contains(&max_events) {
+        let max_events = request.max_events.unwrap_or(DEFAULT_MAX_EVENTS as i64);
+        if !(1..=MAX_MAX_EVENTS as i64).contains(&max_events) {
             return Err(DlqError::BadRequest(format!(
                 "max_events {max_events} is outside 1..={MAX_MAX_EVENTS}"
             )));
         }
+        let (limit, max_events) = (limit as usize, max_events as u64);
         Ok(Self {
             since_ms,
             limit,
@@ -357,7 +358,7 @@ fn count(outcomes: &[serde_json::Value], into: &mut Fates) {
 mod tests {
     use super::*;
 
-    fn request(since: Option<&str>, limit: Option<usize>, max: Option<u64>) -> PreviewRequest {
+    fn request(since: Option<&str>, limit: Option<i64>, max: Option<i64>) -> PreviewRequest {
         PreviewRequest {
             plugin: "redact".into(),
             version: "v2".into(),
@@ -390,6 +391,21 @@ mod tests {
         assert!(refused(request(None, Some(0), None)).contains("limit 0"));
         assert!(refused(request(None, Some(1001), None)).contains("limit 1001"));
         assert!(refused(request(None, None, Some(0))).contains("max_events 0"));
+    }
+
+    #[test]
+    fn integral_floats_are_integers_as_json_schema_says() {
+        let parsed: PreviewRequest = serde_json::from_str(
+            r#"{"plugin": "redact", "version": "v2", "limit": 350.0, "max_events": 4703}"#,
+        )
+        .unwrap();
+        assert_eq!((parsed.limit, parsed.max_events), (Some(350), Some(4703)));
+        assert!(
+            serde_json::from_str::<PreviewRequest>(
+                r#"{"plugin": "redact", "version": "v2", "limit": 1.5}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]
