@@ -207,3 +207,29 @@ user_agent_to = "attributes.ua_family"
 "#
     )
 }
+
+/// POST `events` to the ingest of the host at `url` as NDJSON, in batches
+/// of 500 on `client`; every batch must be accepted (202), else the error
+/// names the status and the body.
+pub async fn post_events(
+    client: &reqwest::Client,
+    url: &str,
+    events: &[Value],
+) -> anyhow::Result<()> {
+    for chunk in events.chunks(500) {
+        let body: String = chunk.iter().map(|e| format!("{e}\n")).collect();
+        let response = client
+            .post(format!("{url}/v1/events/batch"))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status() == 202,
+            "ingest answered {}: {}",
+            response.status(),
+            response.text().await?
+        );
+    }
+    Ok(())
+}

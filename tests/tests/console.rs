@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{Value, json};
 use sluice::schema::SchemaSet;
-use sluice_tests::pipeline::event;
+use sluice_tests::pipeline::{event, post_events};
 use sluice_tests::{
     Broker, Sluice, TempDir, browser, free_port, plugins_built, read_all, repo_path,
     resolve_config, topic_size, wait_until, with_custom_section,
@@ -64,24 +64,6 @@ fn poison() -> Value {
     e["severity"] = json!("WARN");
     e["attributes"]["note"] = json!("please panic");
     e
-}
-
-/// POST `events` as NDJSON: all accepted (202), else the refusal.
-async fn post(client: &reqwest::Client, url: &str, events: &[Value]) -> anyhow::Result<()> {
-    let body: String = events.iter().map(|e| format!("{e}\n")).collect();
-    let response = client
-        .post(format!("{url}/v1/events/batch"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status() == 202,
-        "ingest answered {}: {}",
-        response.status(),
-        response.text().await?
-    );
-    Ok(())
 }
 
 /// Output records by event id: (value, `sluice-redriven-by`) per copy.
@@ -138,7 +120,7 @@ async fn the_console_shows_the_pipeline_and_redrives_a_dead_letter_in_a_browser(
     let client = reqwest::Client::new();
 
     // The poison event is dead-lettered before the browser looks.
-    post(&client, &sluice.url, &[poison()]).await?;
+    post_events(&client, &sluice.url, &[poison()]).await?;
     wait_until(
         Duration::from_secs(60),
         "the poison event's dead letter",
@@ -156,7 +138,7 @@ async fn the_console_shows_the_pipeline_and_redrives_a_dead_letter_in_a_browser(
             while posting.load(Ordering::Relaxed) {
                 let events: Vec<Value> = (next..next + PER_POST).map(event).collect();
                 next += PER_POST;
-                post(&client, &url, &events).await?;
+                post_events(&client, &url, &events).await?;
                 posted.extend(events);
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
-use sluice_tests::pipeline::{Names, event, ingest_pipeline_config, redacted};
+use sluice_tests::pipeline::{Names, event, ingest_pipeline_config, post_events, redacted};
 use sluice_tests::{
     Broker, Sluice, TempDir, free_port, plugins_built, produce_events, read_all, read_topic,
     sluice_bin, topic_size, wait_caught_up,
@@ -137,27 +137,6 @@ async fn wait_taps(sluice: &Sluice, count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// POST `events` as NDJSON batches of 500.
-async fn post(sluice: &Sluice, events: &[Value]) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    for chunk in events.chunks(500) {
-        let body: String = chunk.iter().map(|e| format!("{e}\n")).collect();
-        let response = client
-            .post(format!("{}/v1/events/batch", sluice.url))
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status() == 202,
-            "{}: {}",
-            response.status(),
-            response.text().await?
-        );
-    }
-    Ok(())
-}
-
 fn by_id(values: impl IntoIterator<Item = Value>) -> anyhow::Result<BTreeMap<String, Value>> {
     let mut map = BTreeMap::new();
     for value in values {
@@ -193,7 +172,7 @@ async fn a_plugin_tap_shows_exactly_what_that_plugin_produced() -> anyhow::Resul
     )?;
     let mut route = Tap::start(&sluice, &["--route", "*", "--limit", &all], true)?;
     wait_taps(&sluice, 2).await?;
-    post(&sluice, &inputs).await?;
+    post_events(&reqwest::Client::new(), &sluice.url, &inputs).await?;
 
     let (status, stderr) = plugin.wait(Duration::from_secs(60))?;
     assert!(status.success(), "{stderr}");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
-use sluice_tests::pipeline::{Names, event, ingest_pipeline_config};
+use sluice_tests::pipeline::{Names, event, ingest_pipeline_config, post_events};
 use sluice_tests::{Broker, Sluice, free_port, plugins_built, sluice_bin, wait_caught_up};
 
 const TOKEN: &str = "top-token";
@@ -106,22 +106,6 @@ async fn stats(sluice: &Sluice, token: Option<&str>) -> anyhow::Result<reqwest::
         request = request.bearer_auth(token);
     }
     Ok(request.send().await?)
-}
-
-/// POST `events` as NDJSON batches of 500 to the host at `url`.
-async fn post(url: &str, events: &[Value]) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    for chunk in events.chunks(500) {
-        let body: String = chunk.iter().map(|e| format!("{e}\n")).collect();
-        let response = client
-            .post(format!("{url}/v1/events/batch"))
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await?;
-        ensure!(response.status() == 202, "{}", response.status());
-    }
-    Ok(())
 }
 
 /// Wait until the group committed all of its input and the host's lag
@@ -325,7 +309,7 @@ async fn stats_equal_the_metrics_and_sluice_top_shows_them_live() -> anyhow::Res
 
     let total = 1_000;
     let inputs: Vec<Value> = (0..total).map(event).collect();
-    post(&sluice.url, &inputs).await?;
+    post_events(&reqwest::Client::new(), &sluice.url, &inputs).await?;
     // A record that is not Avro: dead-lettered by the stage.
     {
         use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -500,7 +484,7 @@ async fn stats_equal_the_metrics_and_sluice_top_shows_them_live() -> anyhow::Res
     let more: Vec<Value> = (total..total + 2_000).map(event).collect();
     let posting = tokio::spawn({
         let (url, more) = (sluice.url.clone(), more.clone());
-        async move { post(&url, &more).await }
+        async move { post_events(&reqwest::Client::new(), &url, &more).await }
     });
     let flowing = tmux.wait_for("a non-zero in/s", Duration::from_secs(20), |s| {
         row(s, "clean").is_some_and(|c| c[IN_RATE] != "0" && c[IN_RATE] != "-")

@@ -50,6 +50,22 @@ fn authorized(
     Ok((by, dlq))
 }
 
+/// The JSON body as `T`, or 400 `invalid_request` saying the body
+/// `expected` and why it is not that.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the HTTP response itself, returned at once by the handler"
+)]
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            format!("expected {expected}: {e}"),
+        )
+    })
+}
+
 async fn blocking<T: serde::Serialize + Send + 'static>(
     work: impl FnOnce() -> Result<T, DlqError> + Send + 'static,
 ) -> Response {
@@ -157,17 +173,12 @@ pub(crate) async fn redrive(
         Ok(ok) => ok,
         Err(response) => return response,
     };
-    let request: RedriveRequest = match serde_json::from_slice(&body) {
+    let request: RedriveRequest = match json_body(
+        &body,
+        "a JSON object selecting dead letters ({\"all\": true}, {\"plugin\": P, \"error\": E} or {\"records\": [{\"partition\": P, \"offset\": O}]}, optionally \"through\": [\"name@vN\"])",
+    ) {
         Ok(request) => request,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidRequest,
-                format!(
-                    "expected a JSON object selecting dead letters ({{\"all\": true}}, {{\"plugin\": P, \"error\": E}} or {{\"records\": [{{\"partition\": P, \"offset\": O}}]}}, optionally \"through\": [\"name@vN\"]): {e}"
-                ),
-            );
-        }
+        Err(response) => return response,
     };
     blocking(move || dlq.redrive(&stage, &request, &by)).await
 }
@@ -194,17 +205,12 @@ pub(crate) async fn preview(
         Ok(ok) => ok,
         Err(response) => return response,
     };
-    let request: PreviewRequest = match serde_json::from_slice(&body) {
+    let request: PreviewRequest = match json_body(
+        &body,
+        "{\"plugin\": NAME, \"version\": \"vN\", \"since\": \"1h\"}",
+    ) {
         Ok(request) => request,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidRequest,
-                format!(
-                    "expected {{\"plugin\": NAME, \"version\": \"vN\", \"since\": \"1h\"}}: {e}"
-                ),
-            );
-        }
+        Err(response) => return response,
     };
     blocking(move || crate::preview::preview(&dlq, &stage, &request)).await
 }
