@@ -89,19 +89,141 @@ pub struct Status {
     message: String,
 }
 
-/// Decode an export request.
-pub fn decode(encoding: Encoding, body: &[u8]) -> Result<ExportLogsServiceRequest, String> {
-    match encoding {
-        Encoding::Protobuf => ExportLogsServiceRequest::decode(body)
-            .map_err(|e| format!("the body is not an OTLP ExportLogsServiceRequest: {e}")),
-        // serde would also read a struct from a JSON array; OTLP/JSON is an
-        // object.
-        Encoding::Json if !body.trim_ascii_start().starts_with(b"{") => {
-            Err("the body is not OTLP/JSON ExportLogsServiceRequest: expected a JSON object".into())
+/// Why a body is not an export request, and where in it (`field`, a path
+/// such as `resourceLogs[0].scopeLogs[1]`; empty for the body as a whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotAnExport {
+    /// Where in the body.
+    pub field: String,
+    /// What is wrong there.
+    pub reason: String,
+}
+
+impl NotAnExport {
+    fn whole(reason: String) -> Self {
+        NotAnExport {
+            field: String::new(),
+            reason,
         }
-        Encoding::Json => serde_json::from_slice(body)
-            .map_err(|e| format!("the body is not OTLP/JSON ExportLogsServiceRequest: {e}")),
     }
+}
+
+/// Decode an export request.
+pub fn decode(encoding: Encoding, body: &[u8]) -> Result<ExportLogsServiceRequest, NotAnExport> {
+    const NOT_JSON: &str = "the body is not OTLP/JSON ExportLogsServiceRequest";
+    match encoding {
+        Encoding::Protobuf => ExportLogsServiceRequest::decode(body).map_err(|e| {
+            NotAnExport::whole(format!(
+                "the body is not an OTLP ExportLogsServiceRequest: {e}"
+            ))
+        }),
+        Encoding::Json => {
+            let json: Json = serde_json::from_slice(body)
+                .map_err(|e| NotAnExport::whole(format!("{NOT_JSON}: {e}")))?;
+            let mut path = String::new();
+            objects_only(&json, Shape::ExportLogsServiceRequest, &mut path).map_err(|message| {
+                NotAnExport {
+                    reason: format!(
+                        "{NOT_JSON}: {} is a JSON array; OTLP/JSON has a {message:?} object there",
+                        if path.is_empty() { "the body" } else { &path }
+                    ),
+                    field: path.clone(),
+                }
+            })?;
+            serde_json::from_value(json).map_err(|e| NotAnExport::whole(format!("{NOT_JSON}: {e}")))
+        }
+    }
+}
+
+/// The messages of an OTLP/JSON logs export (the proto message names),
+/// for [`objects_only`].
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    ExportLogsServiceRequest,
+    ResourceLogs,
+    Resource,
+    EntityRef,
+    ScopeLogs,
+    InstrumentationScope,
+    LogRecord,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+}
+
+impl Shape {
+    /// The fields of this message that hold a message, each with that
+    /// message and whether the field is a list of them.
+    fn message_fields(self) -> &'static [(&'static str, Shape, bool)] {
+        use Shape as S;
+        match self {
+            S::ExportLogsServiceRequest => &[("resourceLogs", S::ResourceLogs, true)],
+            S::ResourceLogs => &[
+                ("resource", S::Resource, false),
+                ("scopeLogs", S::ScopeLogs, true),
+            ],
+            S::Resource => &[
+                ("attributes", S::KeyValue, true),
+                ("entityRefs", S::EntityRef, true),
+            ],
+            S::EntityRef => &[],
+            S::ScopeLogs => &[
+                ("scope", S::InstrumentationScope, false),
+                ("logRecords", S::LogRecord, true),
+            ],
+            S::InstrumentationScope => &[("attributes", S::KeyValue, true)],
+            S::LogRecord => &[
+                ("body", S::AnyValue, false),
+                ("attributes", S::KeyValue, true),
+            ],
+            S::KeyValue => &[("value", S::AnyValue, false)],
+            S::AnyValue => &[
+                ("arrayValue", S::ArrayValue, false),
+                ("kvlistValue", S::KeyValueList, false),
+            ],
+            S::ArrayValue => &[("values", S::AnyValue, true)],
+            S::KeyValueList => &[("values", S::KeyValue, true)],
+        }
+    }
+}
+
+/// Refuse a JSON array where OTLP/JSON has a message: serde's derive reads
+/// a struct from an array too (its fields in order, all defaulted), so
+/// `{"resourceLogs": [[]]}` would otherwise pass as one empty ResourceLogs.
+/// On error `path` names the array and the `Err` the message expected
+/// there. Everything else (wrong scalar types, unknown fields) is left to
+/// serde, which reports or ignores it as the OTLP/JSON mapping says.
+fn objects_only(value: &Json, message: Shape, path: &mut String) -> Result<(), Shape> {
+    let fields = match value {
+        Json::Array(_) => return Err(message),
+        Json::Object(fields) => fields,
+        _ => return Ok(()),
+    };
+    for &(name, inner, list) in message.message_fields() {
+        let Some(field) = fields.get(name) else {
+            continue;
+        };
+        let at = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(name);
+        match (list, field) {
+            (true, Json::Array(items)) => {
+                for (index, item) in items.iter().enumerate() {
+                    let at = path.len();
+                    path.push_str(&format!("[{index}]"));
+                    objects_only(item, inner, path)?;
+                    path.truncate(at);
+                }
+            }
+            (true, _) => {}
+            (false, field) => objects_only(field, inner, path)?,
+        }
+        path.truncate(at);
+    }
+    Ok(())
 }
 
 /// Every log record of a request as a telemetry event (natural JSON).
@@ -410,12 +532,12 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     ingest.authorize(headers)?;
     let bytes: Bytes = ingest.read_body(headers, body).await?;
-    let request = decode(encoding, &bytes).map_err(|reason| ApiError::Invalid {
-        message: reason.clone(),
+    let request = decode(encoding, &bytes).map_err(|error| ApiError::Invalid {
+        message: error.reason.clone(),
         rejected: vec![Rejected {
             index: 0,
-            field: String::new(),
-            reason,
+            field: error.field,
+            reason: error.reason,
         }],
     })?;
     let events = events(&request, &ingest.otlp);
@@ -563,6 +685,38 @@ mod tests {
         assert!(decode(Encoding::Json, b"[]").is_err());
         assert!(decode(Encoding::Json, b" [[]]").is_err());
         assert!(decode(Encoding::Json, b" {}").is_ok());
+        // Nor is an array anywhere OTLP/JSON has a message (Schemathesis
+        // sent `{"resourceLogs": [[], []]}` and got 200).
+        for (body, field) in [
+            (r#"{"resourceLogs": [[], []]}"#, "resourceLogs[0]"),
+            (
+                r#"{"resourceLogs": [{"resource": []}]}"#,
+                "resourceLogs[0].resource",
+            ),
+            (
+                r#"{"resourceLogs": [{"scopeLogs": [{}, {"logRecords": [{}, []]}]}]}"#,
+                "resourceLogs[0].scopeLogs[1].logRecords[1]",
+            ),
+            (
+                r#"{"resourceLogs": [{"scopeLogs": [{"scope": {"attributes": [[]]}}]}]}"#,
+                "resourceLogs[0].scopeLogs[0].scope.attributes[0]",
+            ),
+            (
+                r#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"arrayValue": {"values": [{}, []]}}}]}]}]}"#,
+                "resourceLogs[0].scopeLogs[0].logRecords[0].body.arrayValue.values[1]",
+            ),
+        ] {
+            let error = decode(Encoding::Json, body.as_bytes()).unwrap_err();
+            assert_eq!(error.field, field, "{body}: {error:?}");
+            assert!(error.reason.contains("is a JSON array"), "{error:?}");
+        }
+        // Unknown fields are ignored, arrays in them too (OTLP/JSON mapping).
+        let request = decode(
+            Encoding::Json,
+            br#"{"resourceLogs": [{"future": [[1]], "scopeLogs": [{"logRecords": [{"body": {"stringValue": "x", "future": 1}}]}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(request.resource_logs[0].scope_logs[0].log_records.len(), 1);
     }
 
     #[test]
