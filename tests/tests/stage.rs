@@ -125,7 +125,9 @@ async fn misbehaving_plugins_cost_dead_letters_not_the_host() -> anyhow::Result<
     let broker = Broker::shared();
     broker.create_topic("sandbox.in", 2)?;
     let fixtures = [
-        ("panic", "trapped"),
+        // The trap's error carries the panic line the SDK logged before
+        // the instance trapped.
+        ("panic", "fixture-panic: event asked to panic"),
         ("spin", "time bound"),
         ("hog", "memory cap"),
     ];

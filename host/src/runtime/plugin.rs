@@ -39,6 +39,10 @@ pub struct PluginState {
     /// Time spent inside host calls since the last deadline check; it does
     /// not count against the plugin's time bound.
     pub(super) host_time: Duration,
+    /// The SDK's panic line (`plugin panicked at …`), logged just before
+    /// the instance traps: [`classify`] puts it into the trap's error, so a
+    /// dead letter says why the plugin panicked, not only `unreachable`.
+    last_panic: Option<String>,
 }
 
 impl PluginState {
@@ -75,6 +79,7 @@ pub(super) fn new_store(
         id,
         session,
         host_time: Duration::ZERO,
+        last_panic: None,
     };
     let mut store = Store::new(runtime.engine(), state);
     store.limiter(|s| &mut s.limiter);
@@ -94,9 +99,24 @@ impl WasiView for PluginState {
 impl v2::transform::sluice::plugin::types::Host for PluginState {}
 impl v1::transform::sluice::plugin::types::Host for PluginState {}
 
+/// The longest panic line kept for a trap's error (the rest is in the log).
+const PANIC_LINE_MAX: usize = 512;
+
 impl PluginState {
-    fn log_line(&self, level: v2::transform::sluice::plugin::types::Level, message: &str) {
+    fn log_line(&mut self, level: v2::transform::sluice::plugin::types::Level, message: &str) {
         use v2::transform::sluice::plugin::types::Level;
+        if matches!(level, Level::Error) && message.starts_with("plugin panicked") {
+            let mut line = message.lines().next().unwrap_or_default().to_string();
+            if line.len() > PANIC_LINE_MAX {
+                let mut end = PANIC_LINE_MAX;
+                while !line.is_char_boundary(end) {
+                    end -= 1;
+                }
+                line.truncate(end);
+                line.push('…');
+            }
+            self.last_panic = Some(line);
+        }
         let id = &self.id;
         match level {
             Level::Trace => {
@@ -784,9 +804,13 @@ pub(super) fn classify(
     if store.data().limiter.denied {
         return CallError::Memory(memory_mb);
     }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => CallError::Timeout(bound),
-        Some(trap) => CallError::Trap(trap.to_string()),
-        None => CallError::Trap(format!("{error:#}")),
+    let trap = match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return CallError::Timeout(bound),
+        Some(trap) => trap.to_string(),
+        None => format!("{error:#}"),
+    };
+    match &store.data().last_panic {
+        Some(panic) => CallError::Trap(format!("{trap}; {panic}")),
+        None => CallError::Trap(trap),
     }
 }

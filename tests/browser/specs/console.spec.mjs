@@ -94,6 +94,8 @@ test('the console shows the pipeline live and redrives a dead letter after the r
       await expect(reason).toBeVisible({ timeout: 2000 });
     }).toPass({ timeout: 60_000 });
     await expect(reason).toContainText('plugin trapped');
+    // The reason names the panic, not only the trap.
+    await expect(reason).toContainText('fixture-panic: event asked to panic');
     await expect(reason.locator('[data-testid="reason-count"]')).toHaveText('1');
     await page.locator('#dlq-records tr.record').first().click();
     await expect(page.locator('#dlq-record')).toContainText(poisonId);
