@@ -142,12 +142,12 @@ impl Drop for SteadyLoad {
 /// (`read_committed` or `read_uncommitted`) sees, up to the end of each
 /// partition (for `read_committed`, the last stable offset: records of
 /// aborted transactions and transaction markers are skipped).
-pub fn read_isolated(
+pub fn read_isolated_at(
     bootstrap: &str,
     topic: &str,
     isolation: &str,
     timeout: Duration,
-) -> anyhow::Result<Vec<Vec<u8>>> {
+) -> anyhow::Result<Vec<(i32, i64, Vec<u8>)>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "sluice-test-isolated-reader")
@@ -175,7 +175,11 @@ pub fn read_isolated(
             bail!("reading {topic}: partitions {open:?} did not reach their end in {timeout:?}");
         }
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push(m.payload().unwrap_or_default().to_vec()),
+            Some(Ok(m)) => out.push((
+                m.partition(),
+                m.offset(),
+                m.payload().unwrap_or_default().to_vec(),
+            )),
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 open.remove(&p);
             }
@@ -184,6 +188,19 @@ pub fn read_isolated(
         }
     }
     Ok(out)
+}
+
+/// [`read_isolated_at`] without the positions.
+pub fn read_isolated(
+    bootstrap: &str,
+    topic: &str,
+    isolation: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    Ok(read_isolated_at(bootstrap, topic, isolation, timeout)?
+        .into_iter()
+        .map(|(_, _, value)| value)
+        .collect())
 }
 
 /// How the results of a load's `inputs` records came out.
@@ -201,6 +218,11 @@ pub struct Tally {
     pub lost: usize,
     /// Records in output and dead-letter topics that no input explains.
     pub unexpected: usize,
+    /// Where the duplicates are, when there are any (empty otherwise): how
+    /// many per output partition, the range of input indices they come
+    /// from, and the positions of the first few, so a failure says which
+    /// partitions and which part of the load to look at in the host logs.
+    pub duplicates_at: String,
 }
 
 impl std::fmt::Display for Tally {
@@ -214,7 +236,11 @@ impl std::fmt::Display for Tally {
             self.duplicates,
             self.lost,
             self.unexpected
-        )
+        )?;
+        if !self.duplicates_at.is_empty() {
+            write!(f, "; duplicates: {}", self.duplicates_at)?;
+        }
+        Ok(())
     }
 }
 
@@ -224,20 +250,29 @@ pub fn tally(bootstrap: &str, names: &Names, inputs: usize) -> anyhow::Result<Ta
     let mut schemas = sluice::schema::SchemaSet::default();
     schemas.load(&repo_path("schemas/telemetry_event.avsc"))?;
     let timeout = Duration::from_secs(120);
-    let outputs = read_isolated(bootstrap, &names.output, "read_committed", timeout)?;
-    let dead = read_isolated(bootstrap, &names.dlq, "read_committed", timeout)?;
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let outputs = read_isolated_at(bootstrap, &names.output, "read_committed", timeout)?;
+    let dead = read_isolated_at(bootstrap, &names.dlq, "read_committed", timeout)?;
+    // Each id, where it was seen (`out`/`dlq`, partition, offset).
+    let mut seen: HashMap<String, Vec<Position<'_>>> = HashMap::new();
     let mut unexpected = 0;
-    for value in outputs.iter().chain(&dead) {
+    let all = outputs
+        .iter()
+        .map(|r| ("out", r))
+        .chain(dead.iter().map(|r| ("dlq", r)));
+    for (topic, (partition, offset, value)) in all {
         match load_id(&schemas, value) {
-            Some(id) => *seen.entry(id).or_default() += 1,
+            Some(id) => seen
+                .entry(id)
+                .or_default()
+                .push((topic, *partition, *offset)),
             None => unexpected += 1,
         }
     }
-    let expected: BTreeMap<String, ()> = (0..inputs).map(|i| (expected_id(i), ())).collect();
+    let expected: HashMap<String, usize> = (0..inputs).map(|i| (expected_id(i), i)).collect();
     let lost = expected.keys().filter(|id| !seen.contains_key(*id)).count();
     unexpected += seen.keys().filter(|id| !expected.contains_key(*id)).count();
-    let duplicates = seen.values().map(|n| n.saturating_sub(1)).sum();
+    let duplicates = seen.values().map(|at| at.len().saturating_sub(1)).sum();
+    let duplicates_at = describe_duplicates(&seen, &expected);
     Ok(Tally {
         inputs,
         outputs: outputs.len(),
@@ -245,7 +280,48 @@ pub fn tally(bootstrap: &str, names: &Names, inputs: usize) -> anyhow::Result<Ta
         duplicates,
         lost,
         unexpected,
+        duplicates_at,
     })
+}
+
+/// Where a record was read: `out` or `dlq`, partition, offset.
+type Position<'a> = (&'a str, i32, i64);
+
+/// [`Tally::duplicates_at`] of the ids `seen` more than once.
+fn describe_duplicates(
+    seen: &HashMap<String, Vec<Position<'_>>>,
+    expected: &HashMap<String, usize>,
+) -> String {
+    let mut repeated: Vec<(usize, &Vec<Position<'_>>)> = seen
+        .iter()
+        .filter(|(_, at)| at.len() > 1)
+        .map(|(id, at)| (expected.get(id).copied().unwrap_or(usize::MAX), at))
+        .collect();
+    if repeated.is_empty() {
+        return String::new();
+    }
+    repeated.sort();
+    let mut per_partition: BTreeMap<(&str, i32), usize> = BTreeMap::new();
+    for (_, at) in &repeated {
+        for &(topic, partition, _) in at.iter().skip(1) {
+            *per_partition.entry((topic, partition)).or_default() += 1;
+        }
+    }
+    let first: Vec<String> = repeated
+        .iter()
+        .take(3)
+        .map(|(i, at)| {
+            let at: Vec<String> = at.iter().map(|(t, p, o)| format!("{t}/{p}@{o}")).collect();
+            format!("input #{i} at {}", at.join(" and "))
+        })
+        .collect();
+    format!(
+        "{} ids from input #{} to #{}; extra copies per partition {per_partition:?}; {}",
+        repeated.len(),
+        repeated[0].0,
+        repeated[repeated.len() - 1].0,
+        first.join("; ")
+    )
 }
 
 /// The admin token of [`stage_config`]'s hosts.

@@ -6,10 +6,24 @@
 //!
 //! The load mixes events with undecodable records (every 40th), so dead
 //! letters are covered by the same count. Each test prints its tally.
+//!
+//! A host that takes over partitions whose committed offsets an open
+//! transaction still holds (their previous owner died mid-commit) waits for
+//! that transaction and starts where it leaves them, even when the group
+//! changes during the wait.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use sluice_tests::delivery::{SteadyLoad, assignment, metric, read_isolated, stage_config, tally};
+use anyhow::Context;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use sluice_tests::delivery::{
+    SteadyLoad, assignment, expected_id, load_id, load_value, metric, read_isolated,
+    read_isolated_at, stage_config, tally,
+};
 use sluice_tests::pipeline::Names;
 use sluice_tests::{
     Broker, Sluice, free_port, plugins_built, topic_size, wait_caught_up, wait_until,
@@ -257,5 +271,118 @@ async fn a_broker_restart_mid_transaction_loses_and_duplicates_nothing() -> anyh
     assert_eq!(counted.lost, 0, "{counted}\n{}", host.log());
     assert_eq!(counted.duplicates, 0, "{counted}\n{}", host.log());
     assert_eq!(counted.unexpected, 0, "{counted}");
+    Ok(())
+}
+
+/// Records per input partition in the held-offsets test, and the offset
+/// the previous owner's open transaction commits for each partition.
+const HELD_RECORDS: usize = 20;
+const HELD_AT: usize = 10;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offsets_held_by_an_open_transaction_are_waited_for_while_the_group_changes()
+-> anyhow::Result<()> {
+    plugins_built(&["redact", "enrich"])?;
+    let broker = Broker::shared();
+    let bootstrap = broker.bootstrap();
+    let names = Names::unique("eos-held");
+    names.create(&broker, 2)?;
+    let timeout = Duration::from_secs(30);
+
+    // 20 records in each of the two input partitions: load record
+    // `p * 20 + i` at offset `i` of partition `p`.
+    let schema = sluice::schema::LoadedSchema::from_file(&sluice_tests::repo_path(
+        "schemas/telemetry_event.avsc",
+    ))?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("enable.idempotence", "true")
+        .create()?;
+    for partition in 0..2 {
+        for i in 0..HELD_RECORDS {
+            let value = load_value(&schema, partition * HELD_RECORDS + i)?;
+            let record = BaseRecord::<(), _>::to(&names.input)
+                .partition(partition as i32)
+                .payload(&value);
+            producer.send(record).map_err(|(e, _)| e)?;
+        }
+    }
+    producer.flush(timeout)?;
+
+    // The previous owner did the first 10 of each partition and died while
+    // committing them: its transaction holds offset 10 of both partitions
+    // in the group, and stays open (a minute, its timeout) until it ends
+    // below.
+    let previous: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", format!("{}.previous", names.group))
+        .set("transaction.timeout.ms", "60000")
+        .create()?;
+    previous.init_transactions(timeout)?;
+    previous.begin_transaction()?;
+    let outside: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", &names.group)
+        .create()?;
+    // Generation -1: a commit from outside the group's membership, which
+    // the coordinator takes while the group has no members.
+    let metadata = outside.group_metadata().context("group metadata")?;
+    let mut held = TopicPartitionList::new();
+    for partition in 0..2 {
+        held.add_partition_offset(&names.input, partition, Offset::Offset(HELD_AT as i64))?;
+    }
+    previous.send_offsets_to_transaction(&held, &metadata, timeout)?;
+
+    // Host a takes both partitions and waits for the held offsets; host b
+    // joins during the wait, which changes a's assignment while it waits.
+    let port_a = free_port();
+    let a = Sluice::start(
+        &stage_config(&bootstrap, port_a, &names, "exactly-once", "held-a"),
+        port_a,
+    )?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let port_b = free_port();
+    let b = Sluice::start(
+        &stage_config(&bootstrap, port_b, &names, "exactly-once", "held-b"),
+        port_b,
+    )?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let ended = Instant::now();
+    previous.commit_transaction(timeout)?;
+    caught_up(&bootstrap, &names, &a).await?;
+
+    // Exactly records 10..20 of each partition came out, once each (the
+    // undecodable one, load record 39, as a dead letter).
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut schemas = sluice::schema::SchemaSet::default();
+    schemas.load(&sluice_tests::repo_path("schemas/telemetry_event.avsc"))?;
+    for topic in [&names.output, &names.dlq] {
+        for (_, _, value) in read_isolated_at(&bootstrap, topic, "read_committed", timeout)? {
+            let id = load_id(&schemas, &value).unwrap_or_else(|| "(unreadable)".into());
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<String, usize> = (0..2)
+        .flat_map(|p| (HELD_AT..HELD_RECORDS).map(move |i| p * HELD_RECORDS + i))
+        .map(|i| (expected_id(i), 1))
+        .collect();
+    let before_held: Vec<&String> = seen
+        .keys()
+        .filter(|id| !expected.contains_key(*id))
+        .collect();
+    println!(
+        "exactly-once held offsets: {} records out ({} expected), {} from before the held offsets; started {:?} after the transaction ended",
+        seen.values().sum::<usize>(),
+        expected.len(),
+        before_held.len(),
+        ended.elapsed()
+    );
+    assert_eq!(
+        seen,
+        expected,
+        "only the records after the held offsets, once each\n--- a ---\n{}\n--- b ---\n{}",
+        a.log(),
+        b.log()
+    );
     Ok(())
 }

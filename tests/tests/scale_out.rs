@@ -38,6 +38,32 @@ async fn wait_shared(hosts: &[&Sluice], what: &str) -> anyhow::Result<Vec<Vec<St
     anyhow::bail!("{what}: the hosts never shared the {PARTITIONS} partitions: last {last:?}")
 }
 
+/// The `waited_ms` of each "start at their committed offsets" line of a
+/// host log (its ANSI colours removed).
+fn waits_ms(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("start at their committed offsets"))
+        .filter_map(|l| {
+            let mut plain = String::new();
+            let mut escape = false;
+            for c in l.chars() {
+                match (escape, c) {
+                    (false, '\u{1b}') => escape = true,
+                    (true, 'm') => escape = false,
+                    (false, c) => plain.push(c),
+                    (true, _) => {}
+                }
+            }
+            let digits = plain.split("waited_ms=").nth(1)?;
+            digits
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
 async fn run(delivery: &str) -> anyhow::Result<()> {
     plugins_built(&["redact", "enrich"])?;
     let broker = Broker::shared();
@@ -108,8 +134,20 @@ async fn run(delivery: &str) -> anyhow::Result<()> {
     .await?
     .map_err(|e| anyhow::anyhow!("{e:#}\n--- h1 ---\n{}", h1.log()))?;
     let counted = tally(&bootstrap, &names, inputs)?;
+    // Exactly-once hosts fetch the committed offsets of new partitions
+    // themselves, waiting while an open transaction (h3's, when it was
+    // killed mid-commit) holds them: the longest wait, from their logs
+    // (host/src/stage/rebalance.rs).
+    let longest_wait_ms = [&h1, &h2, &h4]
+        .iter()
+        .flat_map(|h| waits_ms(&h.log()))
+        .max();
+    let waited = match longest_wait_ms {
+        Some(ms) => format!("; longest wait for committed offsets: {ms} ms"),
+        None => String::new(),
+    };
     println!(
-        "scale-out {delivery}: 3 hosts, {PARTITIONS} partitions, kill one, add one: {counted}"
+        "scale-out {delivery}: 3 hosts, {PARTITIONS} partitions, kill one, add one: {counted}{waited}"
     );
     assert_eq!(counted.lost, 0, "{counted}");
     assert_eq!(counted.unexpected, 0, "{counted}");

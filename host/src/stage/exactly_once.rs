@@ -290,6 +290,10 @@ impl RevokeHook for CommitBeforeRevoke {
             let _ = txn.commit(consumer);
         }
     }
+
+    fn start_at_committed(&self) -> bool {
+        true
+    }
 }
 
 impl Stage {
@@ -408,6 +412,10 @@ impl Stage {
         let mut seek = TopicPartitionList::new();
         let mut to = Vec::new();
         for e in committed.elements() {
+            // Not readable yet (e.g. `UNSTABLE_OFFSET_COMMIT`: a transaction
+            // of the partition's previous owner still holds it): retried,
+            // never taken for "no commit".
+            e.error()?;
             // No commit yet: from the start, as `auto.offset.reset=earliest`.
             let offset = match e.offset() {
                 Offset::Offset(o) => Offset::Offset(o),
