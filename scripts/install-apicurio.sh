@@ -79,7 +79,7 @@ echo "apicurio $version: fetching io.apicurio:apicurio-registry-app:$version:tar
 mkdir -p "$root"
 rm -rf "$root/download" "$app.tmp"
 fetch() {
-  (cd "$root" && mvn -B -q "$@" \
+  (cd "$root" && mvn -B -q -Dstyle.color=never "$@" \
     org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
     -Dartifact="io.apicurio:apicurio-registry-app:$version:tar.gz:all" \
     -DoutputDirectory="$root/download")

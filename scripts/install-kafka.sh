@@ -93,13 +93,13 @@ EOF
 
 rm -rf "$libs.tmp"
 copy() {
-  (cd "$root" && mvn -B -q "$@" \
+  (cd "$root" && mvn -B -q -Dstyle.color=never "$@" \
     org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$libs.tmp")
 }
 # Offline first: a machine whose ~/.m2 already holds the jars (the stamp was
 # lost, or another version's libs are wanted again) needs no network.
-copy -o 2>/dev/null || copy
+copy -o >/dev/null 2>&1 || copy
 rm -rf "$libs"
 mv "$libs.tmp" "$libs"
 
