@@ -93,6 +93,18 @@ step "Apicurio Registry"
 # ~/.cache/sluice/apicurio.
 bash scripts/install-apicurio.sh
 
+# The Cargo target directories below are shared by every checkout (so a
+# fresh clone builds warm), and Cargo judges freshness by modification
+# times: a checkout whose files are older than the last build from another
+# checkout would be tested as that other checkout was built. So when the
+# checkout changes, its tracked files are touched once, and its own crates
+# are built again (the dependencies stay built).
+checkout_stamp="$cache/last-checkout"
+if [ "$(cat "$checkout_stamp" 2>/dev/null)" != "$PWD" ]; then
+  git ls-files -z 2>/dev/null | xargs -0 -r touch -c || true
+  echo "$PWD" >"$checkout_stamp"
+fi
+
 step "plugins: unit tests and wasm32-wasip2 builds"
 # SLUICE_PLUGINS_TARGET_DIR / SLUICE_TARGET_DIR: other target directories
 # (e.g. one per worktree); default under the cache.
