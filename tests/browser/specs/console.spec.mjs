@@ -150,11 +150,12 @@ test('the console shows the pipeline live and redrives a dead letter after the r
     // Under the old rule every kept event loses its enrichment and the
     // poison event fails again; the current rule enriches them all.
     // Rows come in the order the partitions were read, so the poison
-    // event's row (failed under the old rule) may be the first.
+    // event's row (failed under the old rule) may be the first; the list
+    // is bounded by `limit`, so it may also be left out (the summary below
+    // counts it either way).
     const differences = page.locator('#preview-rows tr.difference');
     await expect(differences.first()).toBeVisible();
     await expect(differences.filter({ hasText: 'attributes.team' }).first()).toBeVisible();
-    await expect(differences.filter({ hasText: 'fixture-panic: event asked to panic' }).first()).toBeVisible();
     // The poison event and its redriven copy would fail again; now neither does.
     await expect(summary).toContainText(/\): kept \d+, dropped \d+, failed 0\. With enrich@[0-9a-f]{12}: kept \d+, dropped \d+, failed 2\./);
     const changed = Number((await summary.textContent()).match(/: (\d+) would change/)[1]);
