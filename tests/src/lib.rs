@@ -175,6 +175,8 @@ impl Sluice {
                 "SLUICE_LOG",
                 std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()),
             )
+            // A log file, read by tests: fields as `key=value`, no colours.
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -39,23 +39,13 @@ async fn wait_shared(hosts: &[&Sluice], what: &str) -> anyhow::Result<Vec<Vec<St
 }
 
 /// The `waited_ms` of each "start at their committed offsets" line of a
-/// host log (its ANSI colours removed).
+/// host log.
 fn waits_ms(log: &str) -> Vec<u64> {
     log.lines()
         .filter(|l| l.contains("start at their committed offsets"))
         .filter_map(|l| {
-            let mut plain = String::new();
-            let mut escape = false;
-            for c in l.chars() {
-                match (escape, c) {
-                    (false, '\u{1b}') => escape = true,
-                    (true, 'm') => escape = false,
-                    (false, c) => plain.push(c),
-                    (true, _) => {}
-                }
-            }
-            let digits = plain.split("waited_ms=").nth(1)?;
-            digits
+            l.split("waited_ms=")
+                .nth(1)?
                 .split(|c: char| !c.is_ascii_digit())
                 .next()?
                 .parse()
