@@ -247,27 +247,13 @@ impl std::fmt::Display for Tally {
 /// Count, as a `read_committed` consumer sees them, how the `inputs`
 /// records of a load came out of `names`' output and dead-letter topics.
 pub fn tally(bootstrap: &str, names: &Names, inputs: usize) -> anyhow::Result<Tally> {
-    let mut schemas = sluice::schema::SchemaSet::default();
-    schemas.load(&repo_path("schemas/telemetry_event.avsc"))?;
-    let timeout = Duration::from_secs(120);
-    let outputs = read_isolated_at(bootstrap, &names.output, "read_committed", timeout)?;
-    let dead = read_isolated_at(bootstrap, &names.dlq, "read_committed", timeout)?;
-    // Each id, where it was seen (`out`/`dlq`, partition, offset).
-    let mut seen: HashMap<String, Vec<Position<'_>>> = HashMap::new();
-    let mut unexpected = 0;
-    let all = outputs
-        .iter()
-        .map(|r| ("out", r))
-        .chain(dead.iter().map(|r| ("dlq", r)));
-    for (topic, (partition, offset, value)) in all {
-        match load_id(&schemas, value) {
-            Some(id) => seen
-                .entry(id)
-                .or_default()
-                .push((topic, *partition, *offset)),
-            None => unexpected += 1,
-        }
-    }
+    let Seen {
+        at: seen,
+        unreadable,
+        outputs,
+        dead_letters,
+    } = seen_committed(bootstrap, names, Duration::from_secs(120))?;
+    let mut unexpected = unreadable;
     let expected: HashMap<String, usize> = (0..inputs).map(|i| (expected_id(i), i)).collect();
     let lost = expected.keys().filter(|id| !seen.contains_key(*id)).count();
     unexpected += seen.keys().filter(|id| !expected.contains_key(*id)).count();
@@ -275,8 +261,8 @@ pub fn tally(bootstrap: &str, names: &Names, inputs: usize) -> anyhow::Result<Ta
     let duplicates_at = describe_duplicates(&seen, &expected);
     Ok(Tally {
         inputs,
-        outputs: outputs.len(),
-        dead_letters: dead.len(),
+        outputs,
+        dead_letters,
         duplicates,
         lost,
         unexpected,
@@ -285,14 +271,57 @@ pub fn tally(bootstrap: &str, names: &Names, inputs: usize) -> anyhow::Result<Ta
 }
 
 /// Where a record was read: `out` or `dlq`, partition, offset.
-type Position<'a> = (&'a str, i32, i64);
+pub type Position = (&'static str, i32, i64);
+
+/// What a `read_committed` consumer sees in a stage's output and
+/// dead-letter topics.
+pub struct Seen {
+    /// Each load id (see [`load_id`]), where it was read.
+    pub at: HashMap<String, Vec<Position>>,
+    /// Records no load id could be read from.
+    pub unreadable: usize,
+    /// Records in the output topic.
+    pub outputs: usize,
+    /// Records in the dead-letter topic.
+    pub dead_letters: usize,
+}
+
+/// Read `names.output` and `names.dlq` as a `read_committed` consumer and
+/// note where each load id is.
+pub fn seen_committed(bootstrap: &str, names: &Names, timeout: Duration) -> anyhow::Result<Seen> {
+    let mut schemas = sluice::schema::SchemaSet::default();
+    schemas.load(&repo_path("schemas/telemetry_event.avsc"))?;
+    let outputs = read_isolated_at(bootstrap, &names.output, "read_committed", timeout)?;
+    let dead = read_isolated_at(bootstrap, &names.dlq, "read_committed", timeout)?;
+    let mut seen = Seen {
+        at: HashMap::new(),
+        unreadable: 0,
+        outputs: outputs.len(),
+        dead_letters: dead.len(),
+    };
+    let all = outputs
+        .iter()
+        .map(|r| ("out", r))
+        .chain(dead.iter().map(|r| ("dlq", r)));
+    for (topic, (partition, offset, value)) in all {
+        match load_id(&schemas, value) {
+            Some(id) => seen
+                .at
+                .entry(id)
+                .or_default()
+                .push((topic, *partition, *offset)),
+            None => seen.unreadable += 1,
+        }
+    }
+    Ok(seen)
+}
 
 /// [`Tally::duplicates_at`] of the ids `seen` more than once.
 fn describe_duplicates(
-    seen: &HashMap<String, Vec<Position<'_>>>,
+    seen: &HashMap<String, Vec<Position>>,
     expected: &HashMap<String, usize>,
 ) -> String {
-    let mut repeated: Vec<(usize, &Vec<Position<'_>>)> = seen
+    let mut repeated: Vec<(usize, &Vec<Position>)> = seen
         .iter()
         .filter(|(_, at)| at.len() > 1)
         .map(|(id, at)| (expected.get(id).copied().unwrap_or(usize::MAX), at))

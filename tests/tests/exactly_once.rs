@@ -21,8 +21,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_tests::delivery::{
-    SteadyLoad, assignment, expected_id, load_id, load_value, metric, read_isolated,
-    read_isolated_at, stage_config, tally,
+    SteadyLoad, assignment, expected_id, load_value, metric, read_isolated, seen_committed,
+    stage_config, tally,
 };
 use sluice_tests::pipeline::Names;
 use sluice_tests::{
@@ -335,17 +335,16 @@ async fn offsets_held_by_an_open_transaction_are_waited_for_while_the_group_chan
 
     // Host a takes both partitions and waits for the held offsets; host b
     // joins during the wait, which changes a's assignment while it waits.
-    let port_a = free_port();
-    let a = Sluice::start(
-        &stage_config(&bootstrap, port_a, &names, "exactly-once", "held-a"),
-        port_a,
-    )?;
+    let start = |instance: &str| -> anyhow::Result<Sluice> {
+        let port = free_port();
+        Sluice::start(
+            &stage_config(&bootstrap, port, &names, "exactly-once", instance),
+            port,
+        )
+    };
+    let a = start("held-a")?;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let port_b = free_port();
-    let b = Sluice::start(
-        &stage_config(&bootstrap, port_b, &names, "exactly-once", "held-b"),
-        port_b,
-    )?;
+    let b = start("held-b")?;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let ended = Instant::now();
     previous.commit_transaction(timeout)?;
@@ -353,14 +352,14 @@ async fn offsets_held_by_an_open_transaction_are_waited_for_while_the_group_chan
 
     // Exactly records 10..20 of each partition came out, once each (the
     // undecodable one, load record 39, as a dead letter).
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut schemas = sluice::schema::SchemaSet::default();
-    schemas.load(&sluice_tests::repo_path("schemas/telemetry_event.avsc"))?;
-    for topic in [&names.output, &names.dlq] {
-        for (_, _, value) in read_isolated_at(&bootstrap, topic, "read_committed", timeout)? {
-            let id = load_id(&schemas, &value).unwrap_or_else(|| "(unreadable)".into());
-            *seen.entry(id).or_default() += 1;
-        }
+    let committed = seen_committed(&bootstrap, &names, timeout)?;
+    let mut seen: BTreeMap<String, usize> = committed
+        .at
+        .iter()
+        .map(|(id, at)| (id.clone(), at.len()))
+        .collect();
+    if committed.unreadable > 0 {
+        seen.insert("(unreadable)".into(), committed.unreadable);
     }
     let expected: BTreeMap<String, usize> = (0..2)
         .flat_map(|p| (HELD_AT..HELD_RECORDS).map(move |i| p * HELD_RECORDS + i))
