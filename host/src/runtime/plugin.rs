@@ -108,11 +108,7 @@ impl PluginState {
         if matches!(level, Level::Error) && message.starts_with("plugin panicked") {
             let mut line = message.lines().next().unwrap_or_default().to_string();
             if line.len() > PANIC_LINE_MAX {
-                let mut end = PANIC_LINE_MAX;
-                while !line.is_char_boundary(end) {
-                    end -= 1;
-                }
-                line.truncate(end);
+                line.truncate(line.floor_char_boundary(PANIC_LINE_MAX));
                 line.push('…');
             }
             self.last_panic = Some(line);
